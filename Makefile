@@ -1,0 +1,42 @@
+# Two commands do all the set-up on a fresh machine:
+#   make book [SCALE=smoke|small|paper] [DEVICE=auto|cpu|cuda]
+#   make test
+# Each creates .venv and installs requirements.txt into it when that is missing.
+
+SCALE  ?= small
+DEVICE ?= auto
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: book test data bench lint clean
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	@touch $@
+
+# Fashion-MNIST comes from Debian's dataset-fashion-mnist; installed here when possible.
+data: $(STAMP)
+	@PY=$(PY) sh scripts/ensure-data.sh
+
+book: $(STAMP) data
+	$(PY) -m hessnoise.book --scale $(SCALE) --device $(DEVICE)
+
+test: $(STAMP) data
+	$(PY) -m pytest -q
+
+# Optional: PyHessian and curvlinops are installed into .venv only for the benchmark.
+bench: $(STAMP)
+	$(PY) -m pip install --quiet -r requirements-bench.txt
+	$(PY) scripts/bench_curvature.py
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+clean:
+	rm -rf _build

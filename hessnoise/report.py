@@ -1,0 +1,304 @@
+"""What a chapter records: its checks, its metrics, and where they came from.
+
+A chapter opens a :class:`Chapter` in its first cell, records each check with
+:meth:`Chapter.check` (which glues the value for the prose, writes the results file and
+raises when the check fails, so a failed check fails the build) and closes with
+:meth:`Chapter.finish`, which displays the provenance box.
+
+The results file ``<results_dir>/<chapter>.json`` holds::
+
+    {"chapter", "scale", "device", "checks": [{"name", "value", "target", "passed"}],
+     "metrics": {...}, "provenance": {...}}
+
+It is rewritten atomically after every check, so a chapter that dies half-way still leaves
+the checks it made.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hessnoise._validate import number
+from hessnoise.scales import check_device, check_scale, resolve_device
+
+
+class CheckFailed(AssertionError):
+    """A chapter's check did not hold."""
+
+
+def repo_root(start: Path | None = None) -> Path:
+    """The nearest folder at or above ``start`` (default: cwd) that holds ``_toc.yml``."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "_toc.yml").exists():
+            return folder
+    return here
+
+
+def default_results_dir(scale: str) -> Path:
+    """``<repo>/_build/results/<scale>``, or ``$HESSNOISE_RESULTS/<scale>`` when that is set."""
+    base = os.environ.get("HESSNOISE_RESULTS")
+    root = Path(base) if base else repo_root() / "_build" / "results"
+    return root / scale
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    """Write JSON to ``path`` through a temporary file and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(payload, fh, indent=2, allow_nan=False)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def to_json(value: Any) -> Any:
+    """Plain-JSON form of numbers, tensors and arrays; non-finite floats become ``None``."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    if isinstance(value, np.ndarray):
+        return [to_json(v) for v in value.tolist()] if value.ndim else to_json(value.item())
+    if isinstance(value, (np.floating, np.integer, np.bool_)):
+        value = value.item()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): to_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_json(v) for v in value]
+    return value
+
+
+def git_commit(root: Path) -> str:
+    """``HEAD``'s hash, suffixed ``+dirty`` when tracked files differ; ``'unknown'`` outside git."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
+def _glue(name: str, value: Any) -> None:
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    try:
+        from myst_nb import glue
+    except ImportError:  # outside a notebook toolchain there is nothing to glue into
+        return
+    glue(name, value, display=False)
+
+
+@dataclass
+class Check:
+    """One asserted check: ``value`` compared with ``target`` (a readable rule)."""
+
+    name: str
+    value: Any
+    target: str
+    passed: bool
+
+
+@dataclass
+class Chapter:
+    """The record of one chapter's execution.
+
+    Parameters
+    ----------
+    name : chapter file stem, e.g. ``"minimal_valley"``.
+    scale : one of ``'smoke' | 'small' | 'paper'``.
+    device : one of ``'auto' | 'cpu' | 'cuda'``; resolved to :attr:`torch_device`.
+    seed : base seed of every random number the chapter draws.
+    results_dir : folder of the results file; default :func:`default_results_dir`.
+    """
+
+    name: str
+    scale: str
+    device: str = "auto"
+    seed: int = 0
+    results_dir: str | Path | None = None
+    checks: list[Check] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_scale(self.scale)
+        check_device(self.device)
+        number("seed", self.seed, lo=0, integer=True)
+        self.torch_device = resolve_device(self.device)
+        self.results_dir = Path(self.results_dir or default_results_dir(self.scale))
+        self.started = time.perf_counter()
+        self._save()
+
+    @property
+    def path(self) -> Path:
+        """The results file."""
+        return Path(self.results_dir) / f"{self.name}.json"
+
+    # -- recording ---------------------------------------------------------------------------
+    def metric(self, name: str, value: Any, *, glue: bool = True) -> Any:
+        """Record a measured number (glued under ``name`` for the prose) and return it."""
+        self.metrics[name] = to_json(value)
+        if glue:
+            _glue(name, value)
+        self._save()
+        return value
+
+    def figure(self, name: str, fig: Any) -> None:
+        """Glue a matplotlib figure under ``name`` for a ``{glue:figure}`` and close it."""
+        import matplotlib.pyplot as plt
+
+        _glue(name, fig)
+        plt.close(fig)
+
+    def check(self, name: str, value: Any, target: str, passed: bool) -> None:
+        """Record a check, glue its value under ``name``, and raise :class:`CheckFailed` if it
+        did not pass.  ``target`` is the rule in words, e.g. ``"< 0.01"``."""
+        passed = bool(passed)
+        self.checks = [c for c in self.checks if c.name != name]
+        self.checks.append(Check(name, to_json(value), target, passed))
+        _glue(name, value)
+        self._save()
+        if not passed:
+            raise CheckFailed(
+                f"{self.name}: check {name!r} failed: value {value!r}, target {target}"
+            )
+
+    def check_below(self, name: str, value: float, bound: float) -> None:
+        """Check ``value < bound``."""
+        self.check(name, value, f"< {bound:g}", float(value) < bound)
+
+    def check_between(self, name: str, value: float, lo: float, hi: float) -> None:
+        """Check ``lo <= value <= hi``."""
+        self.check(name, value, f"in [{lo:g}, {hi:g}]", lo <= float(value) <= hi)
+
+    def check_true(self, name: str, value: bool, target: str) -> None:
+        """Check a yes/no statement, stated in ``target``."""
+        self.check(name, bool(value), target, bool(value))
+
+    # -- closing -----------------------------------------------------------------------------
+    def provenance(self) -> dict[str, Any]:
+        """Scale, device, seed, versions, commit and wall time so far."""
+        try:
+            version = metadata.version("hessnoise")
+        except metadata.PackageNotFoundError:
+            version = "unknown"
+        return {
+            "scale": self.scale,
+            "device": str(self.torch_device),
+            "device_name": (
+                torch.cuda.get_device_name(self.torch_device)
+                if self.torch_device.type == "cuda"
+                else platform.processor() or platform.machine()
+            ),
+            "threads": torch.get_num_threads(),
+            "seed": self.seed,
+            "torch": torch.__version__,
+            "hessnoise": version,
+            "python": platform.python_version(),
+            "commit": git_commit(repo_root()),
+            "wall_time_s": round(time.perf_counter() - self.started, 2),
+        }
+
+    def finish(self) -> Any:
+        """Write the final results file and return the provenance box (a Markdown display)."""
+        prov = self.provenance()
+        self._save(prov)
+        rows = [
+            ("scale", prov["scale"]),
+            ("device", f"{prov['device']} ({prov['device_name']}, {prov['threads']} threads)"),
+            ("seed", prov["seed"]),
+            (
+                "torch / hessnoise / Python",
+                f"{prov['torch']} / {prov['hessnoise']} / {prov['python']}",
+            ),
+            ("git commit", f"`{prov['commit']}`"),
+            ("wall time", f"{prov['wall_time_s']:.1f} s"),
+            ("checks", f"{sum(c.passed for c in self.checks)} of {len(self.checks)} passed"),
+        ]
+        table = "\n".join(f"| {k} | {v} |" for k, v in rows)
+        from IPython.display import Markdown
+
+        return Markdown(
+            ":::{admonition} Provenance\n:class: note\n\n"
+            f"| | |\n|---|---|\n{table}\n\n"
+            f"Results file: `_build/results/{self.scale}/{self.name}.json`.\n:::\n"
+        )
+
+    def _save(self, provenance: dict[str, Any] | None = None) -> None:
+        payload = {
+            "chapter": self.name,
+            "scale": self.scale,
+            "device": str(self.torch_device),
+            "checks": [c.__dict__ for c in self.checks],
+            "metrics": self.metrics,
+            "provenance": provenance or {"seed": self.seed, "finished": False},
+        }
+        write_json_atomic(self.path, payload)
+
+
+def markdown_table(headers: list[str], rows: list[list[Any]]) -> Any:
+    """A Markdown table for display in a notebook cell (rendered by myst-nb)."""
+    from IPython.display import Markdown
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return Markdown("\n".join(lines))
+
+
+def load_results(results_dir: str | Path) -> dict[str, dict[str, Any]]:
+    """Every ``*.json`` results file in ``results_dir``, keyed by chapter name."""
+    out: dict[str, dict[str, Any]] = {}
+    for path in sorted(Path(results_dir).glob("*.json")):
+        with open(path) as fh:
+            data = json.load(fh)
+        out[data["chapter"]] = data
+    return out
+
+
+def status_of(results: dict[str, Any] | None, check_names: list[str]) -> str:
+    """``'passed' | 'failed' | 'incomplete' | 'not run'`` for the named checks of a chapter."""
+    if results is None:
+        return "not run"
+    by_name = {c["name"]: c for c in results["checks"]}
+    if any(n in by_name and not by_name[n]["passed"] for n in check_names):
+        return "failed"
+    if all(n in by_name for n in check_names):
+        return "passed"
+    return "incomplete"
+
+
+__all__ = [
+    "Chapter",
+    "Check",
+    "CheckFailed",
+    "load_results",
+    "repo_root",
+    "status_of",
+    "write_json_atomic",
+]
