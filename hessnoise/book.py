@@ -166,8 +166,11 @@ def stage(root: Path, runs: list[ChapterRun], pages: list[str], stage_dir: Path)
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy2(root / name, stage_dir / name)
     for asset in BOOK_ASSETS:
-        if (root / "book" / asset).exists():
-            shutil.copy2(root / "book" / asset, stage_dir / "book" / asset)
+        src = root / "book" / asset
+        if src.is_dir():
+            shutil.copytree(src, stage_dir / "book" / asset)
+        elif src.exists():
+            shutil.copy2(src, stage_dir / "book" / asset)
     by_name = {r.name: r for r in runs}
     for page in pages:
         target = stage_dir / f"{page}.ipynb"

@@ -101,3 +101,69 @@ def fdr_figure(results: Sequence) -> Figure:
     ax2.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def spectrum_figure(eigenvalues: torch.Tensor, *, title: str = "") -> Figure:
+    """Sorted eigenvalues on a symmetric-log axis, the negative ones marked."""
+    style()
+    lam = eigenvalues.cpu().numpy()
+    fig, ax = plt.subplots(figsize=(8, 3.4))
+    idx = np.arange(lam.size)
+    neg = lam < 0
+    ax.scatter(idx[~neg], lam[~neg], s=4, color=ISO_BLUE, label="λ ≥ 0")
+    ax.scatter(idx[neg], lam[neg], s=6, color=SGD_RED, label=f"λ < 0 ({neg.sum()})")
+    ax.set_yscale("symlog", linthresh=max(1e-6, np.abs(lam).max() * 1e-5))
+    ax.set_xlabel("index i (ascending)")
+    ax.set_ylabel("Hessian eigenvalue λᵢ")
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def trace_estimates_figure(study: dict, exact: float, budget: int) -> Figure:
+    """Histograms of trace estimates over seeds, one per estimator, against the exact trace."""
+    style()
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    colors = {"Hutchinson": SGD_RED, "Hutch++": ISO_BLUE}
+    allv = torch.cat([s["values"] for s in study.values()]).numpy()
+    bins = np.linspace(allv.min(), allv.max(), 40)
+    for name, s in study.items():
+        ax.hist(
+            s["values"].numpy(),
+            bins=bins,
+            alpha=0.55,
+            color=colors.get(name),
+            label=f"{name}: std {s['std_empirical']:.3g}",
+        )
+    ax.axvline(exact, color=THEORY, ls="--", label="exact trace")
+    ax.set_xlabel(f"trace estimate from {budget} Hessian-vector products")
+    ax.set_ylabel("seeds")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def density_figure(
+    grid: torch.Tensor, density: torch.Tensor, eigenvalues: torch.Tensor, sigma: float
+) -> Figure:
+    """An SLQ density against the exact eigenvalues smoothed with the same Gaussian."""
+    style()
+    lam = eigenvalues.to(torch.float64)
+    kern = torch.exp(-0.5 * ((grid[:, None] - lam[None, :]) / sigma) ** 2) / (
+        sigma * (2 * np.pi) ** 0.5
+    )
+    exact = kern.mean(1)
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    ax.plot(grid.numpy(), exact.numpy(), color=THEORY, lw=2, label="exact eigenvalues, smoothed")
+    ax.plot(
+        grid.numpy(), density.numpy(), color=SGD_RED, ls="--", label="stochastic Lanczos quadrature"
+    )
+    ax.set_yscale("log")
+    ax.set_ylim(max(exact.max().item() * 1e-6, 1e-8), exact.max().item() * 3)
+    ax.set_xlabel("eigenvalue λ")
+    ax.set_ylabel(f"spectral density (Gaussian σ = {sigma:.2g})")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

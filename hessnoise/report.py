@@ -105,6 +105,19 @@ def git_commit(root: Path) -> str:
     return head + ("+dirty" if dirty else "")
 
 
+def process_age() -> float:
+    """Seconds since this process started (Linux), so that a chapter's wall time includes its
+    kernel's start-up and imports; 0 where that cannot be read."""
+    try:
+        with open("/proc/self/stat") as fh:
+            start_ticks = int(fh.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as fh:
+            uptime = float(fh.read().split()[0])
+        return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 def _glue(name: str, value: Any) -> None:
     if isinstance(value, torch.Tensor) and value.numel() == 1:
         value = value.item()
@@ -152,7 +165,7 @@ class Chapter:
         number("seed", self.seed, lo=0, integer=True)
         self.torch_device = resolve_device(self.device)
         self.results_dir = Path(self.results_dir or default_results_dir(self.scale))
-        self.started = time.perf_counter()
+        self.started = time.perf_counter() - process_age()
         self._save()
 
     @property
@@ -161,13 +174,12 @@ class Chapter:
         return Path(self.results_dir) / f"{self.name}.json"
 
     # -- recording ---------------------------------------------------------------------------
-    def metric(self, name: str, value: Any, *, glue: bool = True) -> Any:
-        """Record a measured number (glued under ``name`` for the prose) and return it."""
+    def metric(self, name: str, value: Any, *, glue: bool = True) -> None:
+        """Record a measured number (glued under ``name`` for the prose)."""
         self.metrics[name] = to_json(value)
         if glue:
             _glue(name, value)
         self._save()
-        return value
 
     def figure(self, name: str, fig: Any) -> None:
         """Glue a matplotlib figure under ``name`` for a ``{glue:figure}`` and close it."""

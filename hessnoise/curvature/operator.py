@@ -1,0 +1,518 @@
+r"""Hessian-vector products of a loss averaged over a dataset.
+
+:class:`HessianOperator` is the Hessian
+
+.. math::  H = \frac1M \sum_{n=1}^M \nabla^2_\theta\, \ell\big(f(x_n;\theta), y_n\big)
+
+of a model's loss at its current parameters, as a linear operator on flat parameter vectors.
+Every curvature quantity in the book (trace, extreme and negative eigenvalues, spectral
+densities, the exact spectrum) is computed through it.
+
+What it guarantees:
+
+* **Exact sample weighting.** Batches of unequal size are weighted by their sample counts,
+  so the result is the Hessian of the dataset mean, whatever the batching.
+* **Many probes at once.** ``op(V)`` with ``V`` of shape ``(k, P)`` returns ``(k, P)``.  Two
+  autodiff paths: reverse-over-reverse (double backward, ``mode='rev-rev'``), which can keep
+  the first backward graph and reuse it for every later product, and forward-over-reverse
+  (``mode='fwd-rev'``, ``torch.func.jvp`` of ``grad``, vmapped over the probes and chunked to
+  a memory budget).  ``mode='auto'`` takes reverse-over-reverse for a single vector (fastest
+  from scratch and, with the graph kept, for sequences such as Lanczos) and
+  forward-over-reverse for blocks of probes.
+* **No side effects.** The parameters are copied when the operator is made (it is the
+  Hessian *at that point*); the caller's parameters, ``.grad`` and buffers are never written.
+* **Deterministic.** The model runs in eval mode inside a context that restores every
+  submodule's previous mode.  Asking for train mode (``train_mode=True``) on a model with
+  dropout or batch normalization raises unless ``allow_stochastic=True`` is passed.
+* **Distributed.** When ``torch.distributed`` is initialized, each rank passes its own shard
+  of the data; sample counts and products are all-reduced, so every rank gets the Hessian of
+  the global mean.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, grad, jvp, vmap
+
+from hessnoise._validate import choice, number
+
+Batch = tuple[Any, Tensor]
+MODES = ("auto", "rev-rev", "fwd-rev")
+STOCHASTIC_LAYERS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
+                     nn.FeatureAlphaDropout, nn.RReLU)  # fmt: skip
+BATCH_COUPLED_LAYERS = (nn.modules.batchnorm._BatchNorm,)
+
+
+def _load_forward_ad() -> None:
+    """Load forward-mode AD's decompositions once, hiding torch's own deprecation warning about
+    the ``torch.jit.script`` it uses internally (it would otherwise reach every notebook)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
+        x = torch.zeros(1, dtype=torch.float64)
+        jvp(torch.sin, (x,), (x,))
+
+
+_load_forward_ad()
+
+
+# --------------------------------------------------------------------------------------------
+# Modes and layers
+# --------------------------------------------------------------------------------------------
+@contextmanager
+def model_mode(model: nn.Module, train: bool) -> Iterator[None]:
+    """Put ``model`` in train or eval mode and restore every submodule's own mode afterwards."""
+    saved = [(m, m.training) for m in model.modules()]
+    model.train(train)
+    try:
+        yield
+    finally:
+        for module, was_training in saved:
+            module.training = was_training
+
+
+def mode_dependent_layers(model: nn.Module) -> list[str]:
+    """Names of submodules whose train-mode output is random or couples the samples of a batch."""
+    found = []
+    for name, module in model.named_modules():
+        random_layer = isinstance(module, STOCHASTIC_LAYERS) and getattr(module, "p", 1.0) != 0
+        if random_layer or isinstance(module, BATCH_COUPLED_LAYERS):
+            found.append(f"{name or '<model>'} ({type(module).__name__})")
+    return found
+
+
+# --------------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------------
+def _is_tensors(x: Any) -> bool:
+    if isinstance(x, Tensor):
+        return True
+    return isinstance(x, (tuple, list)) and bool(x) and all(isinstance(t, Tensor) for t in x)
+
+
+def _is_batch(b: Any) -> bool:
+    """Whether ``b`` is one pair ``(inputs, targets)``: inputs a tensor or a tuple of them."""
+    return (
+        isinstance(b, (tuple, list))
+        and len(b) == 2
+        and isinstance(b[1], Tensor)
+        and _is_tensors(b[0])
+    )
+
+
+def _as_batches(data: Any) -> list[Batch]:
+    """A tensor pair ``(x, y)`` or an iterable of them (a DataLoader) as a list of batches."""
+    if _is_batch(data):
+        return [(data[0], data[1])]
+    if isinstance(data, (Tensor, str, bytes)) or not isinstance(data, Iterable):
+        raise ValueError(
+            f"data must be a pair (inputs, targets) of tensors or an iterable of such pairs "
+            f"(e.g. a DataLoader); got {type(data).__name__}"
+        )
+    batches = []
+    for i, b in enumerate(data):
+        if not _is_batch(b):
+            raise ValueError(
+                f"data[{i}] must be a pair (inputs, targets) of tensors; got {type(b).__name__}"
+            )
+        batches.append((b[0], b[1]))
+    if not batches:
+        raise ValueError("data holds no batches")
+    return batches
+
+
+def _n(batch: Batch) -> int:
+    return int(batch[1].shape[0])
+
+
+def _to(x: Any, device: torch.device, dtype: torch.dtype | None) -> Any:
+    if isinstance(x, (tuple, list)):
+        return type(x)(_to(t, device, dtype) for t in x)
+    if dtype is not None and x.is_floating_point():
+        return x.to(device=device, dtype=dtype)
+    return x.to(device=device)
+
+
+def _cat(xs: Sequence[Any]) -> Any:
+    if isinstance(xs[0], (tuple, list)):
+        return type(xs[0])(_cat([x[i] for x in xs]) for i in range(len(xs[0])))
+    return torch.cat(list(xs))
+
+
+def _nbytes(x: Any) -> int:
+    if isinstance(x, (tuple, list)):
+        return sum(_nbytes(t) for t in x)
+    return x.numel() * x.element_size()
+
+
+def default_memory_budget(device: torch.device) -> int:
+    """Bytes the operator may hold: half the free CUDA memory, or a quarter of the RAM (≤ 8 GiB)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free // 2
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        ram = 8 << 30
+    return min(ram // 4, 8 << 30)
+
+
+# --------------------------------------------------------------------------------------------
+# The operator
+# --------------------------------------------------------------------------------------------
+class HessianOperator:
+    r"""The Hessian of the dataset-mean loss at the model's current parameters.
+
+    Parameters
+    ----------
+    model : any ``nn.Module``; called as ``model(x)`` (or ``model(*x)`` for a tuple ``x``).
+    loss_fn : ``loss_fn(output, target)`` returning the *mean* over the batch (PyTorch's
+        default reduction), or the sum with ``reduction='sum'``.
+    data : a pair ``(x, y)`` of tensors, or an iterable of pairs such as a ``DataLoader``.
+    params : names of the parameters to differentiate (default: all with ``requires_grad``);
+        the others are held fixed.
+    dtype : compute in this floating dtype (e.g. ``torch.float64``); default: the model's.
+    mode : ``'auto' | 'rev-rev' | 'fwd-rev'`` (see the module docstring).
+    reuse_graph : keep the first backward graph for later reverse-over-reverse products;
+        ``'auto'`` keeps it when it fits the memory budget.
+    merge_batches : concatenate consecutive batches (exact for per-sample losses, fewer and
+        larger kernels); ``'auto'`` merges up to the memory budget, never with train-mode
+        batch normalization.
+    memory_budget : bytes for kept graphs, merged batches and probe chunks;
+        default :func:`default_memory_budget`.
+    chunk_size : probes per vmapped forward-over-reverse call; default from the budget.
+    train_mode, allow_stochastic : see the module docstring.
+    distributed : all-reduce over ``torch.distributed``; default: whether it is initialized.
+
+    Example
+    -------
+    >>> import torch
+    >>> net = torch.nn.Linear(3, 1, dtype=torch.float64)
+    >>> x, y = torch.randn(8, 3, dtype=torch.float64), torch.randn(8, 1, dtype=torch.float64)
+    >>> op = HessianOperator(net, torch.nn.MSELoss(), (x, y))
+    >>> op(torch.eye(op.dim, dtype=torch.float64)).shape
+    torch.Size([4, 4])
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: Any,
+        data: Any,
+        *,
+        params: Sequence[str] | None = None,
+        dtype: torch.dtype | None = None,
+        mode: str = "auto",
+        reuse_graph: bool | str = "auto",
+        merge_batches: bool | str = "auto",
+        memory_budget: int | None = None,
+        chunk_size: int | None = None,
+        train_mode: bool = False,
+        allow_stochastic: bool = False,
+        reduction: str = "mean",
+        distributed: bool | None = None,
+    ) -> None:
+        choice("mode", mode, MODES)
+        choice("reuse_graph", reuse_graph, (True, False, "auto"))
+        choice("merge_batches", merge_batches, (True, False, "auto"))
+        choice("reduction", reduction, ("mean", "sum"))
+        if dtype is not None and not dtype.is_floating_point:
+            raise ValueError(f"dtype={dtype} must be a floating dtype, e.g. torch.float64")
+        if memory_budget is not None:
+            number("memory_budget", memory_budget, lo=1, integer=True)
+        if chunk_size is not None:
+            number("chunk_size", chunk_size, lo=1, integer=True)
+        named = dict(model.named_parameters())
+        if params is None:
+            params = [n for n, p in named.items() if p.requires_grad]
+        unknown = [n for n in params if n not in named]
+        if unknown or not params:
+            raise ValueError(f"params={list(params)!r}: unknown or empty; allowed: {list(named)}")
+        coupled = mode_dependent_layers(model)
+        if train_mode and coupled and not allow_stochastic:
+            raise ValueError(
+                f"train_mode=True on a model with {', '.join(coupled)}: its output is random or "
+                "couples the samples of a batch, so the Hessian would be too. Use "
+                "train_mode=False (eval mode, the default) or pass allow_stochastic=True."
+            )
+        self.model = model
+        self.loss_fn = loss_fn
+        self.mode = mode
+        self.train_mode = train_mode
+        self.reduction = reduction
+        self.names = list(params)
+        first = named[self.names[0]]
+        self.device = first.device
+        self.dtype = dtype or first.dtype
+        # Snapshot: the operator is the Hessian at these values, whatever the caller does next.
+        self.params = {n: named[n].detach().to(self.dtype).clone() for n in self.names}
+        self.frozen = {
+            n: p.detach().to(self.dtype) for n, p in named.items() if n not in self.params
+        }
+        self.buffers = {
+            n: (b.detach().clone().to(self.dtype) if b.is_floating_point() else b.detach().clone())
+            for n, b in model.named_buffers()
+        }
+        self.itemsize = torch.finfo(self.dtype).bits // 8
+        self.shapes = [p.shape for p in self.params.values()]
+        self.sizes = [p.numel() for p in self.params.values()]
+        self.dim = sum(self.sizes)
+        self.distributed = (
+            torch.distributed.is_available() and torch.distributed.is_initialized()
+            if distributed is None
+            else distributed
+        )
+        self.memory_budget = memory_budget or default_memory_budget(self.device)
+        batches = [
+            (_to(x, self.device, self.dtype), _to(y, self.device, None))
+            for x, y in _as_batches(data)
+        ]
+        counts = torch.tensor([float(sum(_n(b) for b in batches))], dtype=torch.float64)
+        self.local_samples = int(counts.item())
+        self.n_samples = int(self._all_reduce(counts).item())
+        self.bytes_per_sample = self._activation_bytes_per_sample(batches[0])
+        may_merge = not (train_mode and any("BatchNorm" in c for c in coupled))
+        if merge_batches is True or (merge_batches == "auto" and may_merge):
+            batches = self._merge(batches)
+        self.batches = batches
+        self.weights = [
+            (_n(b) if reduction == "mean" else 1.0) / self.n_samples for b in self.batches
+        ]
+        graph_bytes = 4 * self.bytes_per_sample * self.local_samples
+        self.reuse_graph = reuse_graph is True or (
+            reuse_graph == "auto" and graph_bytes <= self.memory_budget
+        )
+        self.chunk_size = chunk_size
+        self._graphs: list[tuple[list[Tensor], list[Tensor]]] | None = None
+        self.n_matvecs = 0
+        self.fwd_rev_failure = ""  # why forward-over-reverse was abandoned, if it was
+
+    # -- shapes ------------------------------------------------------------------------------
+    def flatten(self, tensors: Sequence[Tensor]) -> Tensor:
+        """Per-parameter tensors ``(k, *shape)`` (or ``(*shape)``) to ``(k, P)`` (or ``(P,)``)."""
+        lead = tensors[0].shape[: tensors[0].ndim - len(self.shapes[0])]
+        return torch.cat([t.reshape(*lead, -1) for t in tensors], -1)
+
+    def unflatten(self, v: Tensor) -> dict[str, Tensor]:
+        """``(k, P)`` or ``(P,)`` to a dict of per-parameter tensors."""
+        lead = v.shape[:-1]
+        return {
+            n: c.reshape(*lead, *s)
+            for n, c, s in zip(self.names, v.split(self.sizes, -1), self.shapes, strict=True)
+        }
+
+    # -- the loss ----------------------------------------------------------------------------
+    def _loss(self, params: dict[str, Tensor], batch: Batch, buffers: dict[str, Tensor]) -> Tensor:
+        x, y = batch
+        args = tuple(x) if isinstance(x, (tuple, list)) else (x,)
+        out = functional_call(self.model, {**self.frozen, **buffers, **params}, args)
+        return self.loss_fn(out, y)
+
+    def _buffers(self) -> dict[str, Tensor]:
+        # Train-mode batch norm writes its running statistics: give it a scratch copy.
+        return {n: b.clone() for n, b in self.buffers.items()} if self.train_mode else self.buffers
+
+    def _activation_bytes_per_sample(self, batch: Batch) -> int:
+        sizes: list[int] = []
+
+        def record(_module: nn.Module, _inputs: Any, out: Any) -> None:
+            sizes.append(_nbytes(out) if _is_tensors(out) else 0)
+
+        hooks = [m.register_forward_hook(record) for m in self.model.modules()]
+        n = min(_n(batch), 8)
+        x = batch[0]
+        probe = (x[:n] if isinstance(x, Tensor) else type(x)(t[:n] for t in x), batch[1][:n])
+        try:
+            with torch.no_grad(), model_mode(self.model, self.train_mode):
+                self._loss(self.params, probe, self._buffers())
+        finally:
+            for h in hooks:
+                h.remove()
+        return max(1, (sum(sizes) + _nbytes(probe[0])) // n)
+
+    def _merge(self, batches: list[Batch]) -> list[Batch]:
+        cap = max(1, self.memory_budget // (8 * self.bytes_per_sample))
+        merged, group, count = [], [], 0
+        for b in batches:
+            if group and count + _n(b) > cap:
+                merged.append((_cat([g[0] for g in group]), torch.cat([g[1] for g in group])))
+                group, count = [], 0
+            group.append(b)
+            count += _n(b)
+        merged.append((_cat([g[0] for g in group]), torch.cat([g[1] for g in group])))
+        return merged
+
+    def _all_reduce(self, t: Tensor) -> Tensor:
+        if self.distributed:
+            torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.SUM)
+        return t
+
+    # -- value and gradient ------------------------------------------------------------------
+    def loss_and_gradient(self) -> tuple[float, Tensor]:
+        """The dataset-mean loss and its gradient ``(P,)`` at the operator's parameters."""
+        total = torch.zeros(self.dim + 1, dtype=self.dtype, device=self.device)
+        with model_mode(self.model, self.train_mode):
+            for batch, w in zip(self.batches, self.weights, strict=True):
+                ps = [p.clone().requires_grad_(True) for p in self.params.values()]
+                loss = self._loss(dict(zip(self.names, ps, strict=True)), batch, self._buffers())
+                gs = torch.autograd.grad(loss, ps)
+                total[:-1] += w * self.flatten(gs)
+                total[-1] += w * loss.detach()
+        total = self._all_reduce(total)
+        return total[-1].item(), total[:-1]
+
+    # -- products ----------------------------------------------------------------------------
+    def __call__(self, v: Tensor) -> Tensor:
+        """H v for ``v`` of shape ``(P,)``, or H V for ``(k, P)`` (one row per probe)."""
+        if v.shape[-1] != self.dim or v.ndim not in (1, 2):
+            raise ValueError(
+                f"v must have shape (P,) or (k, P) with P = {self.dim}; got {tuple(v.shape)}"
+            )
+        single = v.ndim == 1
+        vs = v.reshape(-1, self.dim).to(device=self.device, dtype=self.dtype)
+        k = vs.shape[0]
+        mode = self.mode
+        if mode == "auto":
+            mode = "rev-rev" if k == 1 or self.fwd_rev_failure else "fwd-rev"
+        with model_mode(self.model, self.train_mode):
+            if mode == "rev-rev":
+                out = self._rev_rev(vs)
+            else:
+                try:
+                    out = self._fwd_rev(vs)
+                except RuntimeError as err:
+                    out = self._fall_back(err, vs)
+        out = self._all_reduce(out)
+        self.n_matvecs += k
+        return out[0] if single else out
+
+    matmat = __call__
+
+    def _fall_back(self, err: RuntimeError, vs: Tensor) -> Tensor:
+        """Some losses' backward formulas have no forward-mode derivative in torch (e.g.
+        ``nn.MSELoss`` raises "ZeroTensors are immutable"); then double backward is used."""
+        if self.mode == "fwd-rev":
+            raise ValueError(
+                f"mode='fwd-rev' fails for this model and loss ({err}); "
+                "use mode='rev-rev' or 'auto'"
+            ) from err
+        self.fwd_rev_failure = str(err)
+        return self._rev_rev(vs)
+
+    def dense(self, *, chunk: int = 128) -> Tensor:
+        """The full ``(P, P)`` matrix, one parameter tensor's columns at a time.
+
+        Forward-over-reverse with one-hot tangents in a single parameter tensor: each block
+        differentiates only that tensor, which skips the tangent work of all the others.
+        Where forward mode is unavailable, identity chunks go through double backward.
+        """
+        if self.fwd_rev_failure or self.mode == "rev-rev":
+            eye = torch.eye(self.dim, dtype=self.dtype, device=self.device)
+            return torch.cat([self(eye[i : i + chunk]) for i in range(0, self.dim, chunk)])
+        try:
+            return self._dense_fwd_rev(chunk)
+        except RuntimeError as err:
+            if self.mode == "fwd-rev":
+                raise
+            self.fwd_rev_failure = str(err)
+            return self.dense(chunk=chunk)
+
+    def _dense_fwd_rev(self, chunk: int) -> Tensor:
+        # Symmetry halves the work: parameter tensors are taken smallest first, and the columns
+        # of tensor b are differentiated only into the rows of b and the tensors after it.  The
+        # largest tensor (usually a first-layer weight) then needs only its own rows.
+        out = torch.zeros(self.dim, self.dim, dtype=self.dtype, device=self.device)
+        buffers = self._buffers()
+        offsets = [0, *torch.tensor(self.sizes).cumsum(0).tolist()]
+        span = {n: slice(offsets[k], offsets[k + 1]) for k, n in enumerate(self.names)}
+        order = sorted(range(len(self.names)), key=lambda k: self.sizes[k])
+        with model_mode(self.model, self.train_mode), torch.no_grad():
+            for pos, b in enumerate(order):
+                name, shape, size = self.names[b], self.shapes[b], self.sizes[b]
+                rows = [self.names[k] for k in order[pos:]]
+                for batch, w in zip(self.batches, self.weights, strict=True):
+
+                    def grad_rows(
+                        p: Tensor, name=name, rows=rows, batch=batch
+                    ) -> dict[str, Tensor]:
+                        full = {**self.params, name: p}
+                        sub = {r: full[r] for r in rows}
+                        return grad(lambda q: self._loss({**full, **q}, batch, buffers))(sub)
+
+                    def hvp(v: Tensor, grad_rows=grad_rows, name: str = name) -> dict[str, Tensor]:
+                        return jvp(grad_rows, (self.params[name],), (v,))[1]
+
+                    for i in range(0, size, chunk):
+                        j = min(size, i + chunk)
+                        onehot = torch.zeros(j - i, size, dtype=self.dtype, device=self.device)
+                        onehot[torch.arange(j - i), torch.arange(i, j)] = 1
+                        res = vmap(hvp)(onehot.reshape(j - i, *shape))
+                        here = slice(offsets[b] + i, offsets[b] + j)
+                        for r in rows:  # H is symmetric: store these columns as rows
+                            out[here, span[r]].add_(res[r].reshape(j - i, -1), alpha=w)
+            for pos, b in enumerate(order):  # the other triangle of blocks, by transposition
+                diag = out[span[self.names[b]], span[self.names[b]]]
+                diag.copy_((diag + diag.T) / 2)
+                for a in order[pos + 1 :]:
+                    out[span[self.names[a]], span[self.names[b]]] = out[
+                        span[self.names[b]], span[self.names[a]]
+                    ].T
+        self.n_matvecs += self.dim
+        return self._all_reduce(out)
+
+    def _graph(self, batch: Batch) -> tuple[list[Tensor], list[Tensor]]:
+        ps = [p.clone().requires_grad_(True) for p in self.params.values()]
+        loss = self._loss(dict(zip(self.names, ps, strict=True)), batch, self._buffers())
+        return ps, list(torch.autograd.grad(loss, ps, create_graph=True))
+
+    def _rev_rev(self, vs: Tensor) -> Tensor:
+        out = torch.zeros_like(vs)
+        batched = vs.shape[0] > 1
+        parts = self.unflatten(vs if batched else vs[0])
+        cotangents = [parts[n] for n in self.names]
+        if self.reuse_graph and self._graphs is None:
+            self._graphs = [self._graph(b) for b in self.batches]
+        for i, (batch, w) in enumerate(zip(self.batches, self.weights, strict=True)):
+            ps, gs = self._graphs[i] if self._graphs is not None else self._graph(batch)
+            hv = torch.autograd.grad(
+                gs, ps, cotangents, retain_graph=self._graphs is not None, is_grads_batched=batched
+            )
+            out += w * self.flatten(hv).reshape(out.shape)
+        return out
+
+    def _probe_chunk(self, batch: Batch, k: int) -> int:
+        if self.chunk_size is not None:
+            return self.chunk_size
+        per_probe = 6 * self.bytes_per_sample * _n(batch) + 4 * self.dim * self.itemsize
+        return int(max(1, min(k, self.memory_budget // per_probe, 256)))
+
+    def _fwd_rev(self, vs: Tensor) -> Tensor:
+        out = torch.zeros_like(vs)
+        buffers = self._buffers()
+        for batch, w in zip(self.batches, self.weights, strict=True):
+
+            def grad_of(params: dict[str, Tensor], batch: Batch = batch) -> dict[str, Tensor]:
+                return grad(self._loss)(params, batch, buffers)
+
+            def hvp(v: dict[str, Tensor], grad_of=grad_of) -> dict[str, Tensor]:
+                return jvp(grad_of, (self.params,), (v,))[1]
+
+            chunk = self._probe_chunk(batch, vs.shape[0])
+            with torch.no_grad():
+                for start in range(0, vs.shape[0], chunk):
+                    block = self.unflatten(vs[start : start + chunk])
+                    res = vmap(hvp, randomness="same")(block)
+                    out[start : start + chunk] += w * self.flatten([res[n] for n in self.names])
+        return out
+
+
+def gradient(model: nn.Module, loss_fn: Any, data: Any, **kwargs: Any) -> tuple[float, Tensor]:
+    """Dataset-mean loss and gradient ``(P,)``, through the same data path as
+    :class:`HessianOperator` (same batching, weighting and modes)."""
+    return HessianOperator(model, loss_fn, data, reuse_graph=False, **kwargs).loss_and_gradient()

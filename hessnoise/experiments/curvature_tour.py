@@ -1,0 +1,86 @@
+"""The book's page on the package: a trained network whose Hessian every method is run on and
+checked against exact values, and the benchmark table from the last ``make bench``."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from hessnoise import data, models, train
+from hessnoise._validate import positive_int
+from hessnoise.curvature import hutchinson, hutchpp
+from hessnoise.curvature.probes import Matvec
+from hessnoise.scales import by_scale
+
+
+@dataclass(frozen=True)
+class TourConfig:
+    """A tanh MLP ``d_in → hidden → 10`` on ``n`` images, briefly trained with L-BFGS."""
+
+    dataset: str
+    n: int
+    size: int | None
+    hidden: int
+    lbfgs_iter: int
+    seeds: int
+    budget: int
+
+    def __post_init__(self) -> None:
+        for name in ("n", "hidden", "lbfgs_iter", "seeds", "budget"):
+            positive_int(name, getattr(self, name))
+
+    @classmethod
+    def for_scale(cls, scale: str) -> TourConfig:
+        return by_scale(
+            scale,
+            smoke=cls("digits", 150, None, 8, 30, 40, 30),
+            small=cls("digits", 600, None, 16, 100, 200, 60),
+            paper=cls("fashion-mnist", 500, 14, 30, 200, 400, 300),
+        )
+
+
+def setup(
+    cfg: TourConfig, seed: int
+) -> tuple[nn.Module, nn.Module, list[tuple[torch.Tensor, torch.Tensor]]]:
+    """The model (trained in place), the loss, and the data as uneven batches."""
+    x, y = data.load(cfg.dataset, cfg.n, size=cfg.size, seed=seed)
+    net = models.mlp(x.shape[1], [cfg.hidden], 10, activation="tanh", seed=seed)
+    loss = nn.CrossEntropyLoss(label_smoothing=0.1)
+    train.minimize(net, loss, x, y, max_iter=cfg.lbfgs_iter)
+    cuts = [cfg.n // 3, cfg.n // 7, cfg.n - cfg.n // 3 - cfg.n // 7]  # unequal on purpose
+    return net, loss, list(zip(x.split(cuts), y.split(cuts), strict=True))
+
+
+def estimator_study(matvec: Matvec, dim: int, budget: int, seeds: int) -> dict[str, dict[str, Any]]:
+    """Hutchinson and Hutch++ at one budget over ``seeds`` seeds: the estimates, the reported
+    standard errors, and their mean."""
+    out = {}
+    for name, est in (("Hutchinson", hutchinson), ("Hutch++", hutchpp)):
+        runs = [est(matvec, dim, budget=budget, seed=s) for s in range(seeds)]
+        values = torch.tensor([r.value for r in runs])
+        out[name] = {
+            "values": values,
+            "se_reported": torch.tensor([r.se for r in runs]).pow(2).mean().sqrt().item(),
+            "std_empirical": values.std().item(),
+            "mean": values.mean().item(),
+            "se_of_mean": values.std().item() / seeds**0.5,
+        }
+    return out
+
+
+def bench_results(root: Path) -> tuple[dict[str, Any], str]:
+    """The last ``make bench`` results: ``_build/bench/curvature.json`` if it exists, else the
+    snapshot committed in ``book/data/curvature-bench.json``; with where it came from."""
+    for path, what in (
+        (root / "_build" / "bench" / "curvature.json", "this machine's last `make bench`"),
+        (root / "book" / "data" / "curvature-bench.json", "the snapshot committed with the book"),
+    ):
+        if path.exists():
+            with open(path) as fh:
+                return json.load(fh), what
+    raise FileNotFoundError("no benchmark results: run `make bench`")

@@ -1,0 +1,14 @@
+"""Shared helpers of the curvature tests.  The reference Hessian is
+``torch.autograd.functional.hessian`` (see hessnoise.curvature.reference), which shares no
+code with the operator under test."""
+
+from __future__ import annotations
+
+from hessnoise.curvature.reference import autograd_hessian as dense_reference
+
+__all__ = ["dense_reference", "rel_err"]
+
+
+def rel_err(a, b):
+    """max |a − b| / max |b|."""
+    return ((a - b).abs().max() / b.abs().max()).item()
