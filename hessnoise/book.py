@@ -135,6 +135,8 @@ def execute_chapter(
             cwd=str(source.parent),
             progress_bar=False,
             log_output=False,
+            # the kernel's own start-up chatter (a TCP notice) is not the chapter's output
+            extra_arguments=["--IPKernelApp.log_level=ERROR"],
         )
     except PapermillExecutionError as err:
         trace = ANSI.sub("", "\n".join(err.traceback))

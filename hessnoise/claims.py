@@ -57,7 +57,7 @@ CLAIMS: tuple[Claim, ...] = (
         "Theorem 2",
         "Noise with Cᵢᵢ = λᵢ ∂f/∂λᵢ decreases f(λ) at rate η²‖∇̂f‖²/4.",
         "designing_noise",
-        ("thm2_user_f_relerr",),
+        ("thm2_user_f_relerr", "theorem2_all_max_relerr"),
     ),
     Claim(
         "Corollary 2.1",

@@ -167,3 +167,166 @@ def density_figure(
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def eq11_figure(runs: Sequence, kappa: float) -> Figure:
+    """Measured ⟨θᵢ²⟩ over its leading order ηκ/2 against ηλᵢ, with eq. 11's 2/(2 − ηλ)."""
+    style()
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    x = np.linspace(1e-3, 1.95, 400)
+    ax.plot(x, 2 / (2 - x), color=THEORY, label="eq. 11: 2/(2 − ηλ)")
+    ax.axhline(1.0, color=THEORY, ls=":", label="leading order: 1")
+    for i, marker in enumerate(["o", "s"]):
+        xs = [r.eta * r.lam[i].item() for r in runs]
+        ys = [r.theta_sq[i].item() / (r.eta * kappa / 2) for r in runs]
+        ax.scatter(
+            xs, ys, marker=marker, color=PALETTE[i], zorder=3, label=f"measured, i = {i + 1}"
+        )
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("ηλᵢ")
+    ax.set_ylabel("⟨θᵢ²⟩ / (ηκ/2)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def fig2b(runs: Sequence, fit, rate_correct, rate_paper, breakdown: float) -> Figure:
+    """Fig. 2(b): the change of trace against η², with the corrected and the printed Theorem 1,
+    and (right) where the leading order stops holding."""
+    style()
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    steps = runs[0].steps
+    lead = [r for r in runs if r.eta_lam_max <= breakdown] or runs[:3]
+    x = np.array([r.eta**2 for r in lead])
+    y = np.array([-r.mean for r in lead])
+    ax.errorbar(
+        x,
+        y,
+        yerr=[2 * r.se for r in lead],
+        fmt="o",
+        color=SGD_RED,
+        label="measured (±2 s.e.)",
+        zorder=3,
+    )
+    grid = np.linspace(0, x.max() * 1.05, 50)
+    ax.plot(
+        grid,
+        -rate_correct(np.sqrt(grid)) * steps,
+        color=THEORY,
+        label="Theorem 1, corrected: η²κ‖∇̂T‖²/4",
+    )
+    ax.plot(
+        grid,
+        -rate_paper(np.sqrt(grid)) * steps,
+        color=THEORY,
+        ls="--",
+        label="Theorem 1 as printed: η²κ‖∇̂T‖²/2",
+    )
+    ax.plot(grid, -fit.a * grid * steps, color=ISO_BLUE, ls=":", label="fit, η → 0")
+    ax.set_xlabel("η²")
+    ax.set_ylabel(f"−ΔT over {steps} steps")
+    ax.legend(fontsize=8)
+    ax.ticklabel_format(style="sci", scilimits=(-2, 2))
+    ratio = [r.mean / (rate_correct(r.eta) * steps) for r in runs]
+    exact = [r.predicted_mean / (rate_correct(r.eta) * steps) for r in runs]
+    el = [r.eta_lam_max for r in runs]
+    ax2.plot(el, exact, color=THEORY, label="exact finite-η prediction")
+    ax2.scatter(el, ratio, color=SGD_RED, zorder=3, label="measured")
+    ax2.axhspan(0.95, 1.05, color="#dddddd", label="leading order ± 5 %")
+    if np.isfinite(breakdown):
+        ax2.axvline(breakdown, color=THEORY, ls=":", lw=1)
+    ax2.set_xscale("log")
+    ax2.set_yscale("log")
+    ax2.set_xlabel("η·λ_max")
+    ax2.set_ylabel("ΔT / leading-order prediction")
+    ax2.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def momentum_figure(plain: Sequence, heavy: Sequence, rate_leading, beta: float) -> Figure:
+    """|ΔT| against η without and with heavy-ball momentum, with exact and leading theory."""
+    style()
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    for runs, b, color in ((plain, 0.0, SGD_RED), (heavy, beta, ISO_BLUE)):
+        eta = np.array([r.eta for r in runs])
+        steps = runs[0].steps
+        ax.scatter(
+            eta, [-r.mean for r in runs], color=color, zorder=3, label=f"measured, β = {b:g}"
+        )
+        ax.plot(
+            eta, [-r.predicted_mean for r in runs], color=color, label=f"exact theory, β = {b:g}"
+        )
+        ax.plot(
+            eta,
+            -rate_leading(eta, b) * steps,
+            color=color,
+            ls=":",
+            label=f"η²κ‖∇̂T‖²/4(1−β)², β = {b:g}",
+        )
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("learning rate η")
+    ax.set_ylabel(f"−ΔT over {plain[0].steps} steps")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def _band(ax, steps, values, color, label):
+    mean = values.mean(1).numpy()
+    lo = torch.quantile(values, 0.1, dim=1).numpy()
+    hi = torch.quantile(values, 0.9, dim=1).numpy()
+    ax.fill_between(steps, lo, hi, color=color, alpha=0.2, lw=0)
+    ax.plot(steps, mean, color=color, label=label)
+
+
+def fig2cd(race: dict) -> Figure:
+    """Fig. 2(c)–(d): trace and log-determinant against steps for each noise, mean and the
+    10–90 % band over replicas."""
+    style()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    colors = [SGD_RED, ISO_BLUE]
+    for (name, (_, m)), color in zip(race.items(), colors, strict=True):
+        steps = m.record_steps.numpy()
+        _band(axes[0], steps, m.trajectory["trace"], color, name)
+        _band(axes[1], steps, m.trajectory["logdet"], color, name)
+    axes[0].set_ylabel("trace T = λ₁ + λ₂")
+    axes[1].set_ylabel("log Det = log λ₁λ₂")
+    for ax in axes:
+        ax.set_xlabel("SGD step")
+        ax.legend(fontsize=8)
+    axes[0].set_title("(c) trace", fontsize=9)
+    axes[1].set_title("(d) determinant", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plane_figure(race: dict, n_paths: int = 25) -> Figure:
+    """Trajectories in the (trace, log Det) plane: the mean path of each noise and a few
+    individual replicas."""
+    style()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    colors = [SGD_RED, ISO_BLUE]
+    for (name, (_, m)), color in zip(race.items(), colors, strict=True):
+        t, d = m.trajectory["trace"], m.trajectory["logdet"]
+        for j in range(min(n_paths, t.shape[1])):
+            ax.plot(t[:, j].numpy(), d[:, j].numpy(), color=color, alpha=0.12, lw=0.7)
+        ax.plot(t.mean(1).numpy(), d.mean(1).numpy(), color=color, lw=2.2, label=f"{name}, mean")
+        ax.scatter(t.mean(1).numpy()[::10], d.mean(1).numpy()[::10], color=color, s=14, zorder=3)
+    start = next(iter(race.values()))[1]
+    ax.scatter(
+        [start.trajectory["trace"][0, 0]],
+        [start.trajectory["logdet"][0, 0]],
+        color=THEORY,
+        marker="*",
+        s=120,
+        zorder=4,
+        label="start",
+    )
+    ax.set_xlabel("trace T")
+    ax.set_ylabel("log Det")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+import hessnoise._forward_ad  # noqa: F401  (loads forward-mode AD without torch's warning)
 from hessnoise._validate import choice, number, positive_int
 
 DTYPE = torch.float64
@@ -265,6 +266,21 @@ class LabelNoise(Noise):
         return -(self.sigma * eps * lam.clamp_min(0).sqrt() * theta).sum(-1)
 
 
+def _eta_column(eta: Tensor | float, replicas: int, like: Tensor) -> Tensor:
+    eta_t = torch.as_tensor(eta, dtype=like.dtype, device=like.device)
+    if eta_t.numel() == 1:
+        number("eta", float(eta_t), lo=0, lo_open=True)
+        return eta_t.reshape(1, 1)
+    if eta_t.shape != (replicas,):
+        raise ValueError(
+            f"eta must be a number or a tensor of shape (R,) = ({replicas},); "
+            f"got {tuple(eta_t.shape)}"
+        )
+    if (eta_t <= 0).any():
+        raise ValueError("eta must be > 0 for every replica")
+    return eta_t.reshape(-1, 1)
+
+
 # --------------------------------------------------------------------------------------------
 # Stationary statistics
 # --------------------------------------------------------------------------------------------
@@ -321,6 +337,38 @@ def stationary_state(
     return theta, v
 
 
+def drift_rates(
+    valley: Valley,
+    noise: Noise,
+    theta_hat: Tensor,
+    eta: Tensor | float,
+    f: SpectralFn = trace_fn,
+    *,
+    beta: float = 0.0,
+) -> tuple[Tensor, Tensor]:
+    r"""Predicted mean change of f(λ) per step, exact and to leading order, ``(R,)`` each.
+
+    θ̂ moves by −η/(1−β) · ⟨∇̂L⟩ per step, with ⟨∇̂L⟩ = ½ Σ_j ⟨θ_j²⟩ ∇̂λ_j, so
+
+    .. math:: ⟨Δf⟩ = −\frac{η}{2(1−β)} \sum_j ⟨θ_j^2⟩\, ∇̂f · ∇̂λ_j .
+
+    The exact rate uses the exact ⟨θ_j²⟩ of :func:`theta_sq` (eq. 11 without truncation); the
+    leading one its O(η) part ηC_j/(2λ_j(1−β)).  For C = κλ and f = T the leading order is
+    −η²κ‖∇̂T‖²/(4(1−β)²).
+    """
+    number("beta", beta, lo=0, hi=1, hi_open=True)
+    lam = valley.eigenvalues(theta_hat).detach()
+    eta_col = _eta_column(eta, lam.shape[0], lam)
+    cov = noise.covariance(lam)
+    grad_f = valley.spectral_grad(f, theta_hat)  # (R, m)
+    # ∇̂f · ∇̂λ_j for every j at once: the derivative of λ(θ̂) along ∇̂f
+    overlap = torch.func.jvp(valley.eigenvalues, (theta_hat.detach(),), (grad_f,))[1]
+    scale = -(eta_col[:, 0] / (2 * (1 - beta)))
+    exact = scale * (theta_sq(lam, cov, eta_col, beta) * overlap).sum(-1)
+    leading = scale * (eta_col * cov / (2 * lam * (1 - beta)) * overlap).sum(-1)
+    return exact, leading
+
+
 def predicted_drift(
     valley: Valley,
     noise: Noise,
@@ -331,29 +379,10 @@ def predicted_drift(
     beta: float = 0.0,
     order: str = "exact",
 ) -> Tensor:
-    r"""Predicted mean change of f(λ) per step, ``(R,)``.
-
-    θ̂ moves by −η/(1−β) · ⟨∇̂L⟩ per step, with ⟨∇̂L⟩ = ½ Σ_j ⟨θ_j²⟩ ∇̂λ_j, so
-
-    .. math:: ⟨Δf⟩ = −\frac{η}{2(1−β)} \sum_j ⟨θ_j^2⟩\, ∇̂f · ∇̂λ_j .
-
-    ``order='exact'`` uses the exact ⟨θ_j²⟩ of :func:`theta_sq` (eq. 11 without truncation);
-    ``order='leading'`` uses its O(η) part ηC_j/(2λ_j(1−β)).  For C = κλ and f = T the
-    leading order is −η²κ‖∇̂T‖²/(4(1−β)²).
-    """
+    """One of :func:`drift_rates`: ``order`` is ``'exact'`` or ``'leading'``."""
     choice("order", order, ("exact", "leading"))
-    number("beta", beta, lo=0, hi=1, hi_open=True)
-    lam = valley.eigenvalues(theta_hat).detach()
-    eta_col = _eta_column(eta, lam.shape[0], lam)
-    cov = noise.covariance(lam)
-    if order == "exact":
-        th2 = theta_sq(lam, cov, eta_col, beta)
-    else:
-        th2 = eta_col * cov / (2 * lam * (1 - beta))
-    jac = valley.lam_jacobian(theta_hat)  # (R, n, m)
-    grad_f = valley.spectral_grad(f, theta_hat)  # (R, m)
-    overlap = torch.einsum("rnm,rm->rn", jac, grad_f)  # ∇̂f·∇̂λ_j
-    return -(eta_col[:, 0] / (2 * (1 - beta))) * (th2 * overlap).sum(-1)
+    exact, leading = drift_rates(valley, noise, theta_hat, eta, f, beta=beta)
+    return exact if order == "exact" else leading
 
 
 # --------------------------------------------------------------------------------------------
@@ -397,21 +426,6 @@ class SGDState:
             self.v = torch.zeros_like(self.theta)
         if self.v_hat is None:
             self.v_hat = torch.zeros_like(self.theta_hat)
-
-
-def _eta_column(eta: Tensor | float, replicas: int, like: Tensor) -> Tensor:
-    eta_t = torch.as_tensor(eta, dtype=like.dtype, device=like.device)
-    if eta_t.numel() == 1:
-        number("eta", float(eta_t), lo=0, lo_open=True)
-        return eta_t.reshape(1, 1)
-    if eta_t.shape != (replicas,):
-        raise ValueError(
-            f"eta must be a number or a tensor of shape (R,) = ({replicas},); "
-            f"got {tuple(eta_t.shape)}"
-        )
-    if (eta_t <= 0).any():
-        raise ValueError("eta must be > 0 for every replica")
-    return eta_t.reshape(-1, 1)
 
 
 def sgd(

@@ -32,7 +32,6 @@ What it guarantees:
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -41,6 +40,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, jvp, vmap
 
+import hessnoise._forward_ad  # noqa: F401  (loads forward-mode AD without torch's warning)
 from hessnoise._validate import choice, number
 
 Batch = tuple[Any, Tensor]
@@ -48,18 +48,6 @@ MODES = ("auto", "rev-rev", "fwd-rev")
 STOCHASTIC_LAYERS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
                      nn.FeatureAlphaDropout, nn.RReLU)  # fmt: skip
 BATCH_COUPLED_LAYERS = (nn.modules.batchnorm._BatchNorm,)
-
-
-def _load_forward_ad() -> None:
-    """Load forward-mode AD's decompositions once, hiding torch's own deprecation warning about
-    the ``torch.jit.script`` it uses internally (it would otherwise reach every notebook)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
-        x = torch.zeros(1, dtype=torch.float64)
-        jvp(torch.sin, (x,), (x,))
-
-
-_load_forward_ad()
 
 
 # --------------------------------------------------------------------------------------------
