@@ -60,12 +60,14 @@ def measure_drift(
     record: Mapping[str, V.SpectralFn] | None = None,
     record_every: int | None = None,
     seed: int = 0,
+    device: torch.device | str = "cpu",
 ) -> DriftMeasurement:
     """Measure Δf for each spectral function of ``fs`` (default: the trace) over ``steps``
     steps after ``equil_steps``, with its predictions.
 
     ``eta`` is one learning rate, or one per replica ``(replicas,)``.  The predicted rates
-    are evaluated every ``stride`` steps (they change slowly) and integrated.
+    are evaluated every ``stride`` steps (they change slowly) and integrated.  The replicas
+    live on ``device`` (random streams differ between devices); results come back on the CPU.
     """
     fs = dict(fs or {"trace": V.trace_fn})
     positive_int("replicas", replicas)
@@ -74,9 +76,10 @@ def measure_drift(
     positive_int("stride", stride)
     if record is not None:
         positive_int("record_every", record_every)
-    gen = torch.Generator().manual_seed(seed)
-    theta_hat = V.replicas(theta_hat0, replicas)
-    eta_r = torch.as_tensor(eta, dtype=V.DTYPE).expand(replicas).clone()
+    device = torch.device(device)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    theta_hat = V.replicas(theta_hat0, replicas, device)
+    eta_r = torch.as_tensor(eta, dtype=V.DTYPE, device=device).expand(replicas).clone()
     eta_col = eta_r.reshape(-1, 1)
     theta, v = V.stationary_state(valley, noise, theta_hat, eta_col, beta, gen)
     state = V.SGDState(theta, theta_hat, v)
@@ -109,17 +112,20 @@ def measure_drift(
         marks.append(steps)
         for name, g in record.items():
             frames[name].append(g(lam_end))
+    def cpu(t: Tensor) -> Tensor:
+        return t.detach().cpu()
+
     return DriftMeasurement(
-        delta={k: f(lam_end) - f(lam_start) for k, f in fs.items()},
-        predicted=predicted,
-        predicted_leading=leading,
-        theta_sq_ratio=ratio / steps,
-        theta_sq=th2 / steps,
-        lam=lam_sum / steps,
-        eta_lam_max=eta_lam_max,
+        delta={k: cpu(f(lam_end) - f(lam_start)) for k, f in fs.items()},
+        predicted={k: cpu(v) for k, v in predicted.items()},
+        predicted_leading={k: cpu(v) for k, v in leading.items()},
+        theta_sq_ratio=cpu(ratio / steps),
+        theta_sq=cpu(th2 / steps),
+        lam=cpu(lam_sum / steps),
+        eta_lam_max=cpu(eta_lam_max),
         steps=steps,
         record_steps=torch.tensor(marks),
-        trajectory={k: torch.stack(v) for k, v in frames.items()},
+        trajectory={k: cpu(torch.stack(v)) for k, v in frames.items()},
     )
 
 

@@ -476,8 +476,10 @@ def run(
     return state
 
 
-def replicas(theta_hat0: Tensor | list[float], count: int) -> Tensor:
-    """``count`` copies of one θ̂ as an ``(R, m)`` float64 tensor."""
+def replicas(
+    theta_hat0: Tensor | list[float], count: int, device: torch.device | str = "cpu"
+) -> Tensor:
+    """``count`` copies of one θ̂ as an ``(R, m)`` float64 tensor on ``device``."""
     positive_int("count", count)
-    th = torch.as_tensor(theta_hat0, dtype=DTYPE).reshape(1, -1)
+    th = torch.as_tensor(theta_hat0, dtype=DTYPE, device=device).reshape(1, -1)
     return th.repeat(count, 1)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+
 from hessnoise import valley as V
 from hessnoise._validate import number, positive_int
 from hessnoise.drift import DriftMeasurement, matched_isotropic, measure_drift
@@ -58,7 +60,9 @@ class DesigningNoiseConfig:
         )
 
 
-def race(cfg: DesigningNoiseConfig, seed: int) -> dict[str, tuple[V.Noise, DriftMeasurement]]:
+def race(
+    cfg: DesigningNoiseConfig, seed: int, device: torch.device | str = "cpu"
+) -> dict[str, tuple[V.Noise, DriftMeasurement]]:
     """SGD noise and loss-matched isotropic noise from the same start on the second toy.
 
     Returns, per noise, the noise and its measurement, with the changes of the trace and of
@@ -84,13 +88,14 @@ def race(cfg: DesigningNoiseConfig, seed: int) -> dict[str, tuple[V.Noise, Drift
             record=TRACKED,
             record_every=cfg.record_every,
             seed=seed + k,
+            device=device,
         )
         out[name] = (noise, m)
     return out
 
 
 def user_function(
-    f: V.SpectralFn, cfg: DesigningNoiseConfig, seed: int
+    f: V.SpectralFn, cfg: DesigningNoiseConfig, seed: int, device: torch.device | str = "cpu"
 ) -> tuple[V.DesignedNoise, DriftMeasurement]:
     """Theorem 2 for a user's f: designed noise C_ii = κ λ_i ∂f/∂λ_i, Δf measured and predicted."""
     noise = V.DesignedNoise(f, cfg.user_kappa)
@@ -104,5 +109,6 @@ def user_function(
         fs={"f": f},
         stride=cfg.stride,
         seed=seed,
+        device=device,
     )
     return noise, m

@@ -158,6 +158,7 @@ def drift_sweep(
     beta: float = 0.0,
     seed: int = 0,
     label: str = "",
+    device: torch.device | str = "cpu",
 ) -> list[DriftRun]:
     """All learning rates at once (``R`` replicas each, stacked), following the paper's
     protocol: stationary start, ``equil_steps`` steps, then ``measure_steps`` measured steps."""
@@ -174,6 +175,7 @@ def drift_sweep(
         beta=beta,
         stride=cfg.stride,
         seed=seed,
+        device=device,
     )
 
     def per_eta(t: Tensor) -> Tensor:
