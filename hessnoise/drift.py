@@ -112,6 +112,7 @@ def measure_drift(
         marks.append(steps)
         for name, g in record.items():
             frames[name].append(g(lam_end))
+
     def cpu(t: Tensor) -> Tensor:
         return t.detach().cpu()
 

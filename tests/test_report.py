@@ -71,6 +71,7 @@ def test_status_and_claims_table(tmp_path):
     assert by_ref["Lemma 1 (eq. 1, App. A.1)"][-1] == "incomplete"  # lemma2 not recorded
     assert by_ref["Fig. 1"][-1] == "not yet tested"
     assert by_ref["Theorem 2"][-1] == "not yet tested"
+    assert by_ref["Fig. 2(a), App. A.3"][-1] == "not yet tested"
 
 
 def test_every_paper_claim_is_listed():
@@ -90,3 +91,16 @@ def test_every_paper_claim_is_listed():
         "A.3",
     ):
         assert needle in refs, needle
+
+
+@pytest.mark.parametrize(("verdict", "status"), [(False, "not confirmed"), (True, "passed")])
+def test_measured_claims_report_their_verdict(tmp_path, verdict, status):
+    run = Chapter("negative_eigenvalues", "smoke", "cpu", results_dir=tmp_path)
+    run.check_below("a3_collapse", 0.5, 3.0)
+    run.check_true("negatives_present", True, "> 0")
+    _, rows = claims_table(tmp_path)
+    fig2a = next(r for r in rows if r[0] == "Fig. 2(a), App. A.3")
+    assert fig2a[-1] == "incomplete"  # the verdict is not recorded yet
+    run.metric("a3_proportional", verdict)
+    _, rows = claims_table(tmp_path)
+    assert next(r for r in rows if r[0] == "Fig. 2(a), App. A.3")[-1] == status
