@@ -105,6 +105,18 @@ def git_commit(root: Path) -> str:
     return head + ("+dirty" if dirty else "")
 
 
+def cpu_name() -> str:
+    """The processor's model name (Linux), else what :mod:`platform` knows."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def process_age() -> float:
     """Seconds since this process started (Linux), so that a chapter's wall time includes its
     kernel's start-up and imports; 0 where that cannot be read."""
@@ -226,7 +238,7 @@ class Chapter:
             "device_name": (
                 torch.cuda.get_device_name(self.torch_device)
                 if self.torch_device.type == "cuda"
-                else platform.processor() or platform.machine()
+                else cpu_name()
             ),
             "threads": torch.get_num_threads(),
             "seed": self.seed,

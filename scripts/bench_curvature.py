@@ -29,7 +29,7 @@ from torch import nn
 
 from hessnoise import data, models
 from hessnoise.curvature import HessianOperator, gradient, hessian_matrix, spectrum
-from hessnoise.report import git_commit, repo_root, write_json_atomic
+from hessnoise.report import cpu_name, git_commit, repo_root, write_json_atomic
 
 TARGETS = {
     "hvp_single_over_grad": ("<=", 2.5),
@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         "correctness": checks,
         "correctness_passed": not failed_checks,
         "machine": {
-            "cpu": platform.processor() or platform.machine(),
+            "cpu": cpu_name(),
             "threads": threads,
             "torch": torch.__version__,
             "python": platform.python_version(),
