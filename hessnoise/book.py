@@ -37,7 +37,7 @@ import yaml
 
 from hessnoise._validate import number
 from hessnoise.report import repo_root
-from hessnoise.scales import DEFAULT_DEVICE, DEFAULT_SCALE, SCALES, check_device, check_scale
+from hessnoise.scales import DEFAULT_DEVICE, DEFAULT_SCALE, SCALES, check_scale, resolve_device
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 # Files beside the chapters that the HTML build needs.
@@ -224,11 +224,8 @@ def build(
     chapter at the first failure.
     """
     check_scale(scale)
-    check_device(device)
+    resolve_device(device)  # an unknown device, or 'cuda' without CUDA, fails before any chapter
     number("seed", seed, lo=0, integer=True)
-    from hessnoise.scales import resolve_device
-
-    resolve_device(device)  # 'cuda' on a machine without it fails here, before any chapter
     root = Path(root).resolve() if root else repo_root()
     build_dir = Path(build_dir).resolve() if build_dir else root / "_build"
     pages = toc_files(root)
