@@ -1,7 +1,9 @@
 # Two commands do all the set-up on a fresh machine:
-#   make book [SCALE=smoke|small|paper] [DEVICE=auto|cpu|cuda]
-#   make test
-# Each creates .venv and installs requirements.txt into it when that is missing.
+#   make book [SCALE=smoke|small|paper] [DEVICE=auto|cpu|cuda]   the book
+#   make test                                                    the fast loop (unit tests)
+# and `make check` runs every test, the slow ones too (the whole book at smoke scale,
+# end-to-end runs); CI (.ci/run) runs it.  Each creates .venv and installs
+# requirements.txt into it when that is missing.
 
 SCALE  ?= small
 DEVICE ?= auto
@@ -10,7 +12,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: book test data bench lint clean
+.PHONY: book test check data bench lint clean
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +29,9 @@ book: $(STAMP) data
 	$(PY) -m hessnoise.book --scale $(SCALE) --device $(DEVICE)
 
 test: $(STAMP) data
+	$(PY) -m pytest -q -m "not slow"
+
+check: $(STAMP) data
 	$(PY) -m pytest -q
 
 # Optional: PyHessian and curvlinops are installed into .venv only for the benchmark.
@@ -37,6 +42,7 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) scripts/lint_chapters.py
 
 clean:
 	rm -rf _build

@@ -23,6 +23,7 @@ from torch import Tensor
 
 from hessnoise import valley as V
 from hessnoise._validate import number, positive_int
+from hessnoise.threads import threads
 
 
 @dataclass
@@ -45,10 +46,11 @@ class DriftMeasurement:
     trajectory: dict[str, Tensor] = field(default_factory=dict)
 
 
+@threads("small")
 def measure_drift(
     valley: V.Valley,
     noise: V.Noise,
-    theta_hat0: tuple[float, ...],
+    theta_hat0: tuple[float, ...] | Tensor,
     eta: float | Tensor,
     *,
     replicas: int,
@@ -65,7 +67,8 @@ def measure_drift(
     """Measure Δf for each spectral function of ``fs`` (default: the trace) over ``steps``
     steps after ``equil_steps``, with its predictions.
 
-    ``eta`` is one learning rate, or one per replica ``(replicas,)``.  The predicted rates
+    ``theta_hat0`` is one start ``(m,)`` or one per replica ``(replicas, m)``; ``eta`` is one
+    learning rate, or one per replica ``(replicas,)``.  The predicted rates
     are evaluated every ``stride`` steps (they change slowly) and integrated.  The replicas
     live on ``device`` (random streams differ between devices); results come back on the CPU.
     """
@@ -136,18 +139,21 @@ def stationary_loss(lam: Tensor, cov: Tensor, eta: float, beta: float = 0.0) -> 
 
 
 def matched_isotropic(
-    valley: V.Valley, kappa: float, theta_hat0: tuple[float, ...], eta: float
-) -> float:
+    valley: V.Valley, kappa: float, theta_hat0: tuple[float, ...] | Tensor, eta: float
+) -> float | Tensor:
     r"""The isotropic noise level c whose stationary loss at θ̂₀ equals that of C = κH.
 
     To leading order ⟨L⟩ = ηκT/4 for C = κH and ηcn/4 for C = c·1, so c = κT/n: the same
     total noise power tr C.  Here the exact finite-η stationary loss is matched:
-    c = κ Σλ_i/(2−ηλ_i) / Σ 1/(2−ηλ_i).
+    c = κ Σλ_i/(2−ηλ_i) / Σ 1/(2−ηλ_i).  For starts ``(R, m)`` it returns one c per start,
+    ``(R, 1)``.
     """
     number("kappa", kappa, lo=0, lo_open=True)
-    lam = valley.eigenvalues(V.replicas(theta_hat0, 1))[0]
+    th = torch.as_tensor(theta_hat0, dtype=V.DTYPE)
+    lam = valley.eigenvalues(th.reshape(-1, th.shape[-1]))
     w = 1 / (2 - eta * lam)
-    return kappa * (lam * w).sum().item() / w.sum().item()
+    c = kappa * (lam * w).sum(-1, keepdim=True) / w.sum(-1, keepdim=True)
+    return c if th.ndim == 2 else c.item()
 
 
 def loss_efficiency(

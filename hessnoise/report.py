@@ -5,9 +5,22 @@ A chapter opens a :class:`Chapter` in its first cell, records each check with
 raises when the check fails, so a failed check fails the build) and closes with
 :meth:`Chapter.finish`, which displays the provenance box.
 
+Between them, a chapter records what it measured without bookkeeping of its own:
+
+* :meth:`Chapter.estimate` records an estimate with its interval (or standard error) and glues
+  it as one formatted string, ``"−24.6 [−27.7, −21.8]"``;
+* :meth:`Chapter.record` records every scalar field of a result record (a dataclass or a
+  mapping) under a prefix;
+* :meth:`Chapter.verdict` records a measured yes/no answer to one of the paper's claims and
+  glues it as "confirmed" or "not confirmed": the one thing a chapter glues as words.
+
+A check is either a ``"test"``, which could have failed had the paper or the code been wrong,
+or a ``"consistency"`` check: an identity or a sanity check that holds by construction.  The
+claims table counts only tests as evidence.
+
 The results file ``<results_dir>/<chapter>.json`` holds::
 
-    {"chapter", "scale", "device", "checks": [{"name", "value", "target", "passed"}],
+    {"chapter", "scale", "device", "checks": [{"name", "value", "target", "passed", "kind"}],
      "metrics": {...}, "provenance": {...}}
 
 It is rewritten atomically after every check, so a chapter that dies half-way still leaves
@@ -23,7 +36,8 @@ import platform
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, is_dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -31,8 +45,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from hessnoise._validate import number
+from hessnoise._validate import choice, number
 from hessnoise.scales import check_device, check_scale, resolve_device
+from hessnoise.stats import Estimate, Interval
+
+CHECK_KINDS = ("test", "consistency")
 
 
 class CheckFailed(AssertionError):
@@ -142,12 +159,17 @@ def _glue(name: str, value: Any) -> None:
 
 @dataclass
 class Check:
-    """One asserted check: ``value`` compared with ``target`` (a readable rule)."""
+    """One asserted check: ``value`` compared with ``target`` (a readable rule).
+
+    ``kind`` is ``'test'`` when the check could have failed (evidence for or against a claim)
+    or ``'consistency'`` for an identity or sanity check that holds by construction.
+    """
 
     name: str
     value: Any
     target: str
     passed: bool
+    kind: str = "test"
 
 
 @dataclass
@@ -185,6 +207,19 @@ class Chapter:
         """The results file."""
         return Path(self.results_dir) / f"{self.name}.json"
 
+    def checkpoints(self, experiment: str | None = None, seed: int | None = None) -> Path:
+        """Where long runs keep their checkpoints: ``<build>/checkpoints/<scale>/<experiment>/
+        seed<seed>`` beside ``<build>/results/<scale>`` (else inside the results folder).
+        ``experiment`` defaults to this chapter, ``seed`` to its seed; chapters that share a
+        computation (the floor of the Section 4.1 network) name the same experiment."""
+        results = Path(self.results_dir)
+        if results.name == self.scale and results.parent.name == "results":
+            root = results.parent.parent / "checkpoints" / self.scale
+        else:
+            root = results / "checkpoints"
+        seed = self.seed if seed is None else seed
+        return root / (experiment or self.name) / f"seed{seed}"
+
     # -- recording ---------------------------------------------------------------------------
     def metric(self, name: str, value: Any, *, glue: bool = True) -> None:
         """Record a measured number (glued under ``name`` for the prose)."""
@@ -200,12 +235,16 @@ class Chapter:
         _glue(name, fig)
         plt.close(fig)
 
-    def check(self, name: str, value: Any, target: str, passed: bool) -> None:
+    def check(
+        self, name: str, value: Any, target: str, passed: bool, *, kind: str = "test"
+    ) -> None:
         """Record a check, glue its value under ``name``, and raise :class:`CheckFailed` if it
-        did not pass.  ``target`` is the rule in words, e.g. ``"< 0.01"``."""
+        did not pass.  ``target`` is the rule in words, e.g. ``"< 0.01"``; ``kind`` is
+        ``'test'`` or ``'consistency'`` (see :class:`Check`)."""
+        choice("kind", kind, CHECK_KINDS)
         passed = bool(passed)
         self.checks = [c for c in self.checks if c.name != name]
-        self.checks.append(Check(name, to_json(value), target, passed))
+        self.checks.append(Check(name, to_json(value), target, passed, kind))
         _glue(name, value)
         self._save()
         if not passed:
@@ -213,17 +252,74 @@ class Chapter:
                 f"{self.name}: check {name!r} failed: value {value!r}, target {target}"
             )
 
-    def check_below(self, name: str, value: float, bound: float) -> None:
+    def check_below(self, name: str, value: float, bound: float, *, kind: str = "test") -> None:
         """Check ``value < bound``."""
-        self.check(name, value, f"< {bound:g}", float(value) < bound)
+        self.check(name, value, f"< {bound:g}", float(value) < bound, kind=kind)
 
-    def check_between(self, name: str, value: float, lo: float, hi: float) -> None:
+    def check_between(
+        self, name: str, value: float, lo: float, hi: float, *, kind: str = "test"
+    ) -> None:
         """Check ``lo <= value <= hi``."""
-        self.check(name, value, f"in [{lo:g}, {hi:g}]", lo <= float(value) <= hi)
+        self.check(name, value, f"in [{lo:g}, {hi:g}]", lo <= float(value) <= hi, kind=kind)
 
-    def check_true(self, name: str, value: bool, target: str) -> None:
+    def check_true(self, name: str, value: bool, target: str, *, kind: str = "test") -> None:
         """Check a yes/no statement, stated in ``target``."""
-        self.check(name, bool(value), target, bool(value))
+        self.check(name, bool(value), target, bool(value), kind=kind)
+
+    def estimate(self, name: str, est: Interval | Estimate, *, fmt: str = ".3g") -> None:
+        """Record an estimate with its interval (``name``, ``name_lo``, ``name_hi``) or its
+        standard error (``name``, ``name_se``), and glue ``name`` as one string formatted with
+        ``fmt``: ``"v [lo, hi]"`` or ``"v ± se"``."""
+        if isinstance(est, Interval):
+            parts = {name: est.value, f"{name}_lo": est.lo, f"{name}_hi": est.hi}
+        elif isinstance(est, Estimate):
+            parts = {name: est.value, f"{name}_se": est.se}
+        else:
+            raise ValueError(f"est must be an Interval or an Estimate; got {type(est).__name__}")
+        for key, value in parts.items():
+            self.metrics[key] = to_json(value)
+        _glue(name, format(est, fmt))
+        self._save()
+
+    def record(self, prefix: str, result: Any, *, fmt: str = ".3g") -> None:
+        """Record every scalar field of ``result`` (a dataclass or a mapping) as
+        ``<prefix>_<field>`` (``<field>`` for an empty prefix), glued for the prose.
+
+        Numbers, strings and booleans are recorded as metrics; :class:`Interval` and
+        :class:`Estimate` fields through :meth:`estimate`; tensors and arrays with more than
+        one element, lists and nested records are skipped.
+        """
+        if is_dataclass(result) and not isinstance(result, type):
+            items = {f.name: getattr(result, f.name) for f in fields(result)}
+        elif isinstance(result, Mapping):
+            items = dict(result)
+        else:
+            raise ValueError(
+                f"result must be a dataclass instance or a mapping; got {type(result).__name__}"
+            )
+        for key, value in items.items():
+            name = f"{prefix}_{key}" if prefix else str(key)
+            if isinstance(value, (Interval, Estimate)):
+                self.estimate(name, value, fmt=fmt)
+                continue
+            if isinstance(value, (torch.Tensor, np.ndarray)):
+                size = value.numel() if isinstance(value, torch.Tensor) else value.size
+                if size != 1:
+                    continue
+                value = value.item()
+            if isinstance(value, (bool, int, float, str, np.floating, np.integer, np.bool_)):
+                self.metrics[name] = to_json(value)
+                _glue(name, value)
+        self._save()
+
+    def verdict(self, name: str, holds: bool) -> bool:
+        """Record a measured answer to one of the paper's claims (a boolean metric that the
+        claims table reads) and glue it as ``"confirmed"`` or ``"not confirmed"``."""
+        holds = bool(holds)
+        self.metrics[name] = holds
+        _glue(name, "confirmed" if holds else "not confirmed")
+        self._save()
+        return holds
 
     # -- closing -----------------------------------------------------------------------------
     def provenance(self) -> dict[str, Any]:
@@ -263,7 +359,7 @@ class Chapter:
             ),
             ("git commit", f"`{prov['commit']}`"),
             ("wall time", f"{prov['wall_time_s']:.1f} s"),
-            ("checks", f"{sum(c.passed for c in self.checks)} of {len(self.checks)} passed"),
+            ("checks", self._checks_line()),
         ]
         table = "\n".join(f"| {k} | {v} |" for k, v in rows)
         from IPython.display import Markdown
@@ -273,6 +369,15 @@ class Chapter:
             f"| | |\n|---|---|\n{table}\n\n"
             f"Results file: `_build/results/{self.scale}/{self.name}.json`.\n:::\n"
         )
+
+    def _checks_line(self) -> str:
+        tests = [c for c in self.checks if c.kind == "test"]
+        consistency = [c for c in self.checks if c.kind == "consistency"]
+        line = f"{sum(c.passed for c in tests)} of {len(tests)} tests passed"
+        if consistency:
+            held = sum(c.passed for c in consistency)
+            line += f"; {held} of {len(consistency)} consistency checks held"
+        return line
 
     def _save(self, provenance: dict[str, Any] | None = None) -> None:
         payload = {
@@ -318,6 +423,7 @@ def status_of(results: dict[str, Any] | None, check_names: list[str]) -> str:
 
 
 __all__ = [
+    "CHECK_KINDS",
     "Chapter",
     "Check",
     "CheckFailed",

@@ -1,66 +1,41 @@
-"""Training loops: reaching a valley floor, and SGD in it with checkpoints.
+"""Optimizers, written as functions of one flat parameter vector: θ in, θ out.
 
-* :func:`minimize` drives a model to the floor of its valley with full-batch L-BFGS in float64
-  (a quasi-Newton method: far faster and tighter than gradient descent there).
-* :func:`gauss_newton` is Levenberg–Marquardt on the Gauss–Newton matrix: where a network can
-  interpolate its targets it reaches the floor to rounding, which L-BFGS does not.
-* :func:`gradient_descent` is the paper's full-batch GD (Section 4.1: lr 0.1, 10k epochs).
-* :func:`sgd` runs mini-batch SGD (with optional heavy-ball momentum) from a state, calls back
-  at snapshots, and checkpoints atomically so that a killed run resumes where it stopped.
+* :func:`minimize` — full-batch L-BFGS (strong Wolfe line search) to a minimum.
+* :func:`gradient_descent` — full-batch gradient descent with optional heavy-ball momentum
+  (the paper's projection of a state onto a minimum, and its Section 4.1 descent).
+* :func:`gauss_newton` — Levenberg–Marquardt on the generalized Gauss–Newton matrix: where a
+  network can interpolate its targets it reaches the floor to rounding, which L-BFGS does not.
+* :func:`sgd` — mini-batch SGD (with optional heavy-ball momentum) from a state, calling back
+  at snapshots and checkpointing atomically so that a killed run resumes where it stopped.
 
-All of them work on flat parameter vectors through :func:`torch.func.functional_call`, so the
-model object itself is only read (its parameters are updated once, at the end).
+Each takes the loss (or the network's outputs) as a function of θ ``(P,)`` — a
+:class:`hessnoise.params.FlatNet` gives one for any module — and returns the new θ in its
+result record; nothing is written into a model.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
-from torch.func import functional_call
+from torch import Tensor
 
 import hessnoise._forward_ad  # noqa: F401  (loads forward-mode AD without torch's warning)
 from hessnoise._validate import number, positive_int
+from hessnoise.checkpoints import load_matching, save_checkpoint
 
-
-def flat_params(model: nn.Module) -> Tensor:
-    """All parameters as one detached vector ``(P,)``."""
-    return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
-
-
-def load_flat(model: nn.Module, theta: Tensor) -> None:
-    """Write a flat vector ``(P,)`` into the model's parameters."""
-    with torch.no_grad():
-        i = 0
-        for p in model.parameters():
-            p.copy_(theta[i : i + p.numel()].view_as(p))
-            i += p.numel()
-
-
-def loss_function(model: nn.Module, loss_fn: Any) -> Callable[[Tensor, Tensor, Tensor], Tensor]:
-    """``(theta (P,), x, y) ↦ loss`` through ``functional_call`` (the model is not modified)."""
-    names = [n for n, _ in model.named_parameters()]
-    shapes = [p.shape for p in model.parameters()]
-    sizes = [s.numel() for s in shapes]
-
-    def f(theta: Tensor, x: Tensor, y: Tensor) -> Tensor:
-        parts = theta.split(sizes)
-        params = {n: c.view(s) for n, c, s in zip(names, parts, shapes, strict=True)}
-        return loss_fn(functional_call(model, params, (x,)), y)
-
-    return f
+Loss = Callable[[Tensor], Tensor]
 
 
 @dataclass
 class FitResult:
-    """Where a minimizer stopped: the loss, the gradient norm and the iterations it took."""
+    """Where an optimizer stopped: θ ``(P,)``, the loss, the gradient norm, the iterations it
+    took and the loss after each of them."""
 
+    theta: Tensor
     loss: float
     grad_norm: float
     iterations: int
@@ -68,21 +43,18 @@ class FitResult:
 
 
 def minimize(
-    model: nn.Module,
-    loss_fn: Any,
-    x: Tensor,
-    y: Tensor,
+    loss: Loss,
+    theta0: Tensor,
     *,
     max_iter: int = 2000,
     grad_tol: float = 1e-10,
     history_size: int = 50,
 ) -> FitResult:
-    """Full-batch L-BFGS (strong Wolfe line search) until ‖∇L‖ ≤ ``grad_tol`` or ``max_iter``
-    iterations; updates the model in place."""
+    """Full-batch L-BFGS (strong Wolfe line search) from ``theta0`` until ‖∇L‖ ≤ ``grad_tol``
+    or ``max_iter`` iterations."""
     positive_int("max_iter", max_iter)
     number("grad_tol", grad_tol, lo=0, lo_open=True)
-    f = loss_function(model, loss_fn)
-    theta = flat_params(model).clone().requires_grad_(True)
+    theta = theta0.detach().clone().requires_grad_(True)
     opt = torch.optim.LBFGS(
         [theta],
         lr=1.0,
@@ -96,61 +68,43 @@ def minimize(
 
     def closure() -> Tensor:
         opt.zero_grad()
-        loss = f(theta, x, y)
-        loss.backward()
-        history.append(loss.item())
-        return loss
+        value = loss(theta)
+        value.backward()
+        history.append(value.item())
+        return value
 
     opt.step(closure)
-    load_flat(model, theta.detach())
-    loss = f(theta, x, y)
-    (g,) = torch.autograd.grad(loss, theta)
-    return FitResult(loss.item(), g.norm().item(), opt.state[opt._params[0]]["n_iter"], history)
+    g, value = torch.func.grad_and_value(loss)(theta.detach())
+    n_iter = opt.state[theta]["n_iter"]
+    return FitResult(theta.detach(), value.item(), g.norm().item(), n_iter, history)
 
 
 def gradient_descent(
-    model: nn.Module, loss_fn: Any, x: Tensor, y: Tensor, *, lr: float, epochs: int
+    loss: Loss,
+    theta0: Tensor,
+    *,
+    lr: float,
+    steps: int,
+    momentum: float = 0.0,
+    until: float | None = None,
 ) -> FitResult:
-    """Full-batch gradient descent, ``epochs`` steps of size ``lr``; updates the model."""
+    """Full-batch gradient descent, heavy-ball momentum in PyTorch's convention
+    (v ← μv + ∇L, θ ← θ − ηv), for ``steps`` steps or until the loss is ≤ ``until``."""
     number("lr", lr, lo=0, lo_open=True)
-    positive_int("epochs", epochs)
-    f = loss_function(model, loss_fn)
-    grad_f = torch.func.grad_and_value(f)
-    theta = flat_params(model)
+    positive_int("steps", steps)
+    number("momentum", momentum, lo=0, hi=1, hi_open=True)
+    grad_f = torch.func.grad_and_value(loss)
+    theta, velocity = theta0.detach(), torch.zeros_like(theta0)
     history = []
-    for _ in range(epochs):
-        g, loss = grad_f(theta, x, y)
-        theta = theta - lr * g
-        history.append(loss.item())
-    load_flat(model, theta)
-    g, loss = grad_f(theta, x, y)
-    return FitResult(loss.item(), g.norm().item(), epochs, history)
-
-
-def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    """``torch.save`` through a temporary file and ``os.replace``: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any] | None:
-    """The state saved by :func:`save_checkpoint`, or ``None`` when there is no file.
-
-    Loaded with ``weights_only=True``: a checkpoint holds tensors, numbers, strings, lists and
-    dicts, never pickled code.
-    """
-    path = Path(path)
-    if not path.exists():
-        return None
-    return torch.load(path, map_location="cpu", weights_only=True)
+    for _ in range(steps):
+        g, value = grad_f(theta)
+        history.append(value.item())
+        if until is not None and history[-1] <= until:
+            break
+        velocity = momentum * velocity + g if momentum else g
+        theta = theta - lr * velocity
+    g, value = grad_f(theta)
+    return FitResult(theta, value.item(), g.norm().item(), len(history), history)
 
 
 # --------------------------------------------------------------------------------------------
@@ -166,18 +120,19 @@ def _output_hessians(loss_fn: Any, out: Tensor, y: Tensor) -> Tensor:
 
 
 def gauss_newton(
-    model: nn.Module,
+    outputs: Callable[[Tensor], Tensor],
     loss_fn: Any,
-    x: Tensor,
-    y: Tensor,
+    targets: Tensor,
+    theta0: Tensor,
     *,
     max_iter: int = 100,
     grad_tol: float = 1e-10,
     damping: float = 1e-2,
 ) -> FitResult:
-    r"""Full-batch Levenberg–Marquardt on the generalized Gauss–Newton matrix; updates the model.
+    r"""Full-batch Levenberg–Marquardt on the generalized Gauss–Newton matrix.
 
-    With per-sample losses ``ℓ(f_k, y_k)`` averaged over the N samples,
+    With ``outputs(θ)`` the network's outputs ``(N, K)`` and per-sample losses
+    ``ℓ(f_k, y_k)`` averaged over the N samples,
 
     .. math::  G = \frac1N \sum_k J_k^\top\, \nabla^2_f \ell_k\, J_k ,\qquad
                \boldsymbol\theta \leftarrow \boldsymbol\theta - (G + \mu I)^{-1}\nabla L ,
@@ -190,25 +145,18 @@ def gauss_newton(
     ``loss_fn(output, target)`` must return the batch mean and be convex in the outputs
     (cross-entropy, squared error).  Stops when ‖∇L‖ ≤ ``grad_tol``, after ``max_iter``
     iterations, or when μ exceeds 10⁸ (no step lowers the loss: rounding).  Memory:
-    ``N·K·P`` numbers for the Jacobian and ``P²`` for G, in the model's dtype and device.
+    ``N·K·P`` numbers for the Jacobian and ``P²`` for G, in θ's dtype and device.
     """
     positive_int("max_iter", max_iter)
     number("grad_tol", grad_tol, lo=0, lo_open=True)
     number("damping", damping, lo=0, lo_open=True)
-    names = [n for n, _ in model.named_parameters()]
-    shapes = [p.shape for p in model.parameters()]
-    sizes = [s.numel() for s in shapes]
-
-    def outputs(theta: Tensor) -> Tensor:
-        params = {n: c.view(s) for n, c, s in zip(names, theta.split(sizes), shapes, strict=True)}
-        return functional_call(model, params, (x,))
 
     def loss_of(theta: Tensor) -> Tensor:
-        return loss_fn(outputs(theta), y)
+        return loss_fn(outputs(theta), targets)
 
     grad_and_loss = torch.func.grad_and_value(loss_of)
     jac = torch.func.jacrev(outputs, chunk_size=256)
-    theta = flat_params(model)
+    theta = theta0.detach()
     eye = torch.eye(theta.numel(), dtype=theta.dtype, device=theta.device)
     mu = damping
     iterations = 0
@@ -218,7 +166,7 @@ def gauss_newton(
         with torch.no_grad():
             out = outputs(theta)
             j = jac(theta).reshape(out.numel(), -1)  # (N·K, P)
-            a = _output_hessians(loss_fn, out, y)  # (N, K, K)
+            a = _output_hessians(loss_fn, out, targets)  # (N, K, K)
             aj = (a @ j.reshape(*out.shape, -1)).reshape(out.numel(), -1)
             gn = j.T @ aj / out.shape[0]
         accepted = False
@@ -240,8 +188,7 @@ def gauss_newton(
             break
         iterations += 1
         history.append(loss.item())
-    load_flat(model, theta)
-    return FitResult(loss.item(), g.norm().item(), iterations, history)
+    return FitResult(theta, loss.item(), g.norm().item(), iterations, history)
 
 
 # --------------------------------------------------------------------------------------------
@@ -304,8 +251,8 @@ def sgd(
     velocity = torch.zeros_like(theta)
     records: list[dict[str, Any]] = []
     start = 0
-    state = load_checkpoint(checkpoint) if checkpoint is not None else None
-    if state is not None and state.get("fingerprint") == fingerprint:
+    state = load_matching(checkpoint, fingerprint)
+    if state is not None:
         theta = state["theta"].to(theta0.device, theta0.dtype)
         velocity = state["velocity"].to(theta0.device, theta0.dtype)
         gen.set_state(state["generator"])

@@ -146,6 +146,12 @@ def logdet_fn(lam: Tensor) -> Tensor:
     return lam.log().sum(-1)
 
 
+def frobenius_sq_fn(lam: Tensor) -> Tensor:
+    """f(λ) = Σ λ_i², the squared Frobenius norm of the non-degenerate block (an example of
+    a spectral function of the user's choice for Theorem 2)."""
+    return (lam**2).sum(-1)
+
+
 # --------------------------------------------------------------------------------------------
 # Noise models
 # --------------------------------------------------------------------------------------------
@@ -199,14 +205,23 @@ class HessianNoise(Noise):
 
 @dataclass(frozen=True)
 class IsotropicNoise(Noise):
-    """Isotropic noise in the non-degenerate subspace, C = c·1 (Corollary 2.1)."""
+    """Isotropic noise in the non-degenerate subspace, C = c·1 (Corollary 2.1).
 
-    c: float
+    ``c`` is a number, or one level per replica as a tensor ``(R, 1)``.
+    """
+
+    c: float | Tensor
 
     def __post_init__(self) -> None:
-        number("c", self.c, lo=0)
+        if isinstance(self.c, Tensor):
+            if self.c.ndim != 2 or self.c.shape[1] != 1 or (self.c < 0).any():
+                raise ValueError(f"c must be ≥ 0 and of shape (R, 1); got {tuple(self.c.shape)}")
+        else:
+            number("c", self.c, lo=0)
 
     def covariance(self, lam: Tensor) -> Tensor:
+        if isinstance(self.c, Tensor):
+            return self.c.to(lam).expand_as(lam)
         return torch.full_like(lam, self.c)
 
 
@@ -477,9 +492,16 @@ def run(
 
 
 def replicas(
-    theta_hat0: Tensor | list[float], count: int, device: torch.device | str = "cpu"
+    theta_hat0: Tensor | list[float] | tuple[float, ...],
+    count: int,
+    device: torch.device | str = "cpu",
 ) -> Tensor:
-    """``count`` copies of one θ̂ as an ``(R, m)`` float64 tensor on ``device``."""
+    """``count`` copies of one θ̂ ``(m,)`` as an ``(R, m)`` float64 tensor on ``device``; a
+    tensor ``(count, m)`` (one start per replica) is returned as it is, on ``device``."""
     positive_int("count", count)
-    th = torch.as_tensor(theta_hat0, dtype=DTYPE, device=device).reshape(1, -1)
-    return th.repeat(count, 1)
+    th = torch.as_tensor(theta_hat0, dtype=DTYPE, device=device)
+    if th.ndim == 2:
+        if th.shape[0] != count:
+            raise ValueError(f"theta_hat0 has {th.shape[0]} rows; expected count = {count}")
+        return th.clone()
+    return th.reshape(1, -1).repeat(count, 1)

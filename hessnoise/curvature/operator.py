@@ -20,7 +20,8 @@ What it guarantees:
   from scratch and, with the graph kept, for sequences such as Lanczos) and
   forward-over-reverse for blocks of probes.
 * **No side effects.** The parameters are copied when the operator is made (it is the
-  Hessian *at that point*); the caller's parameters, ``.grad`` and buffers are never written.
+  Hessian *at that point*), or taken from ``at``, a flat θ: the Hessian at θ needs no write
+  into the model.  The caller's parameters, ``.grad`` and buffers are never written.
 * **Deterministic.** The model runs in eval mode inside a context that restores every
   submodule's previous mode.  Asking for train mode (``train_mode=True``) on a model with
   dropout or batch normalization raises unless ``allow_stochastic=True`` is passed.
@@ -32,7 +33,7 @@ What it guarantees:
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -165,6 +166,9 @@ class HessianOperator:
     data : a pair ``(x, y)`` of tensors, or an iterable of pairs such as a ``DataLoader``.
     params : names of the parameters to differentiate (default: all with ``requires_grad``);
         the others are held fixed.
+    at : where to take the Hessian: a flat θ ``(P,)`` over ``params`` in the model's parameter
+        order (``parameters_to_vector``'s), or a dict name → tensor; default: the model's
+        current parameters.
     dtype : compute in this floating dtype (e.g. ``torch.float64``); default: the model's.
     mode : ``'auto' | 'rev-rev' | 'fwd-rev'`` (see the module docstring).
     reuse_graph : keep the first backward graph for later reverse-over-reverse products;
@@ -195,6 +199,7 @@ class HessianOperator:
         data: Any,
         *,
         params: Sequence[str] | None = None,
+        at: Tensor | Mapping[str, Tensor] | None = None,
         dtype: torch.dtype | None = None,
         mode: str = "auto",
         reuse_graph: bool | str = "auto",
@@ -240,6 +245,8 @@ class HessianOperator:
         self.dtype = dtype or first.dtype
         # Snapshot: the operator is the Hessian at these values, whatever the caller does next.
         self.params = {n: named[n].detach().to(self.dtype).clone() for n in self.names}
+        if at is not None:
+            self.params = self._at(at)
         self.frozen = {
             n: p.detach().to(self.dtype) for n, p in named.items() if n not in self.params
         }
@@ -280,6 +287,25 @@ class HessianOperator:
         self._graphs: list[tuple[list[Tensor], list[Tensor]]] | None = None
         self.n_matvecs = 0
         self.fwd_rev_failure = ""  # why forward-over-reverse was abandoned, if it was
+
+    def _at(self, at: Tensor | Mapping[str, Tensor]) -> dict[str, Tensor]:
+        if isinstance(at, Tensor):
+            size = sum(p.numel() for p in self.params.values())
+            if at.shape != (size,):
+                raise ValueError(f"at must have shape (P,) = ({size},); got {tuple(at.shape)}")
+            parts = (
+                at.detach()
+                .to(self.device, self.dtype)
+                .clone()
+                .split([p.numel() for p in self.params.values()])
+            )
+            return {
+                n: c.reshape(p.shape) for (n, p), c in zip(self.params.items(), parts, strict=True)
+            }
+        missing = [n for n in self.params if n not in at]
+        if missing:
+            raise ValueError(f"at is missing the parameters {missing}")
+        return {n: at[n].detach().to(self.device, self.dtype).clone() for n in self.params}
 
     # -- shapes ------------------------------------------------------------------------------
     def flatten(self, tensors: Sequence[Tensor]) -> Tensor:

@@ -49,3 +49,8 @@ def autograd_hessian(
     finally:
         for m, t in zip(model.modules(), was_training, strict=True):
             m.training = t
+
+
+def rel_err(a: Tensor, b: Tensor) -> float:
+    """max |a − b| / max |b|: the relative error of ``a`` against the reference ``b``."""
+    return ((a - b).abs().max() / b.abs().max()).item()

@@ -15,6 +15,7 @@ from hessnoise import data, models, train
 from hessnoise._validate import positive_int
 from hessnoise.curvature import hutchinson, hutchpp
 from hessnoise.curvature.probes import Matvec
+from hessnoise.params import FlatNet
 from hessnoise.scales import by_scale
 
 
@@ -47,13 +48,14 @@ class TourConfig:
 def setup(
     cfg: TourConfig, seed: int
 ) -> tuple[nn.Module, nn.Module, list[tuple[torch.Tensor, torch.Tensor]]]:
-    """The model (trained in place), the loss, and the data as uneven batches."""
+    """The model (briefly trained), the loss, and the data as uneven batches."""
     x, y = data.load(cfg.dataset, cfg.n, size=cfg.size, seed=seed)
-    net = models.mlp(x.shape[1], [cfg.hidden], 10, activation="tanh", seed=seed)
+    net = FlatNet(models.mlp(x.shape[1], [cfg.hidden], 10, activation="tanh", seed=seed))
     loss = nn.CrossEntropyLoss(label_smoothing=0.1)
-    train.minimize(net, loss, x, y, max_iter=cfg.lbfgs_iter)
+    fit = train.minimize(lambda th: loss(net(th, x), y), net.theta0(), max_iter=cfg.lbfgs_iter)
+    net.write(fit.theta)
     cuts = [cfg.n // 3, cfg.n // 7, cfg.n - cfg.n // 3 - cfg.n // 7]  # unequal on purpose
-    return net, loss, list(zip(x.split(cuts), y.split(cuts), strict=True))
+    return net.module, loss, list(zip(x.split(cuts), y.split(cuts), strict=True))
 
 
 def estimator_study(matvec: Matvec, dim: int, budget: int, seeds: int) -> dict[str, dict[str, Any]]:
@@ -71,6 +73,45 @@ def estimator_study(matvec: Matvec, dim: int, budget: int, seeds: int) -> dict[s
             "se_of_mean": values.std().item() / seeds**0.5,
         }
     return out
+
+
+@dataclass(frozen=True)
+class EstimatorCheck:
+    """An estimator over seeds against the exact trace: the bias of the mean in standard
+    errors (``bias_z``) and the reported standard error over the spread over seeds
+    (``se_ratio``, 1 for an honest estimator)."""
+
+    name: str
+    mean: float
+    se_of_mean: float
+    bias_z: float
+    se_reported: float
+    std_empirical: float
+
+    @property
+    def se_ratio(self) -> float:
+        return self.se_reported / self.std_empirical
+
+
+def estimator_checks(study: dict[str, dict[str, Any]], exact: float) -> list[EstimatorCheck]:
+    """:class:`EstimatorCheck` for each estimator of :func:`estimator_study`."""
+    return [
+        EstimatorCheck(
+            name=name,
+            mean=s["mean"],
+            se_of_mean=s["se_of_mean"],
+            bias_z=abs(s["mean"] - exact) / s["se_of_mean"],
+            se_reported=s["se_reported"],
+            std_empirical=s["std_empirical"],
+        )
+        for name, s in study.items()
+    ]
+
+
+def lanczos_gaps(ritz: torch.Tensor, bounds: torch.Tensor, exact: torch.Tensor) -> float:
+    """max over Ritz values of (distance to the nearest true eigenvalue − residual bound):
+    ≤ 0 when every Ritz value lies within its bound."""
+    return max(((exact - r).abs().min() - b).item() for r, b in zip(ritz, bounds, strict=True))
 
 
 def bench_results(root: Path) -> tuple[dict[str, Any], str]:

@@ -10,6 +10,8 @@ state, equilibrate for 1000 steps and are measured for 1000 more (the paper's pr
   against eq. 11.
 * :func:`leading_coefficient` fits the η → 0 limit of ΔT/(Nη²).
 * :func:`rate_leading`, :func:`rate_paper`: the corrected Theorem 1 rate, and the rate as printed.
+* :func:`theorem1_check` compares the fitted limit with both constants;
+  :func:`noise_comparison` compares two noises' drifts learning rate by learning rate.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from hessnoise import valley as V
 from hessnoise._validate import number, numbers, positive_int
 from hessnoise.drift import measure_drift
 from hessnoise.scales import by_scale
+from hessnoise.stats import Estimate, z_between
+from hessnoise.threads import threads
 
 
 @dataclass(frozen=True)
@@ -134,6 +138,11 @@ class DriftRun:
         return self.delta.std().item() / math.sqrt(self.delta.numel())
 
     @property
+    def estimate(self) -> Estimate:
+        """The mean change of trace over replicas with its standard error."""
+        return Estimate(self.mean, self.se, self.delta.numel())
+
+    @property
     def predicted_mean(self) -> float:
         return self.predicted.mean().item()
 
@@ -149,6 +158,7 @@ class DriftRun:
         return diff.std().item() / math.sqrt(diff.numel()) / abs(self.predicted_mean)
 
 
+@threads("small")
 def drift_sweep(
     valley: V.Valley,
     noise: V.Noise,
@@ -212,6 +222,11 @@ class LeadingFit:
     r2: float
     n_points: int
 
+    @property
+    def estimate(self) -> Estimate:
+        """The leading coefficient a with its standard error."""
+        return Estimate(self.a, self.a_se, self.n_points)
+
 
 def leading_coefficient(runs: list[DriftRun], max_eta_lam: float) -> LeadingFit:
     """Fit the η → 0 limit of the per-step rate divided by η²."""
@@ -241,3 +256,57 @@ def breakdown_eta_lam(runs: list[DriftRun], leading_rate, tolerance: float = 0.0
         if abs(r.mean / (leading_rate(r.eta) * r.steps) - 1) > tolerance:
             return r.eta_lam_max
     return math.inf
+
+
+@dataclass(frozen=True)
+class Theorem1Check:
+    """The fitted η → 0 coefficient of the trace drift against Theorem 1's two constants.
+
+    ``corrected`` = −κ‖∇̂T‖²/4 and ``printed`` = −κ‖∇̂T‖²/2 are the per-step rates per η²;
+    ``coefficient_relerr`` = |a/corrected − 1|; ``exact_max_relerr`` is the worst gap between
+    measurement and the exact finite-η prediction over all learning rates; ``r2`` describes
+    how straight ΔT is in η² (it cannot tell ¼ from ½); ``breakdown_eta_lam`` is where the
+    leading order is first off by more than 5 %; ``eta_lam_top`` the largest ηλ measured.
+    """
+
+    fit: LeadingFit
+    corrected: float
+    printed: float
+    coefficient_relerr: float
+    printed_over_measured: float
+    exact_max_relerr: float
+    r2: float
+    breakdown_eta_lam: float
+    eta_lam_top: float
+
+
+def theorem1_check(
+    runs: list[DriftRun], kappa: float, grad_sq: float, max_eta_lam: float
+) -> Theorem1Check:
+    """Fit the leading coefficient over the runs with ηλ_max ≤ ``max_eta_lam`` and compare it
+    with the corrected and the printed Theorem 1 (see :class:`Theorem1Check`)."""
+    fit = leading_coefficient(runs, max_eta_lam)
+    corrected, printed = rate_leading(1.0, kappa, grad_sq), rate_paper(1.0, kappa, grad_sq)
+    return Theorem1Check(
+        fit=fit,
+        corrected=corrected,
+        printed=printed,
+        coefficient_relerr=abs(fit.a / corrected - 1),
+        printed_over_measured=printed / fit.a,
+        exact_max_relerr=max(r.exact_relerr for r in runs),
+        r2=fit.r2,
+        breakdown_eta_lam=breakdown_eta_lam(runs, lambda eta: rate_leading(eta, kappa, grad_sq)),
+        eta_lam_top=max(r.eta_lam_max for r in runs),
+    )
+
+
+def leading_ratios(runs: list[DriftRun], kappa: float, grad_sq: float, beta: float) -> list[float]:
+    """Measured ΔT over the leading-order prediction η²κ‖∇̂T‖²/4(1−β)² per run."""
+    return [r.mean / (rate_leading(r.eta, kappa, grad_sq, beta) * r.steps) for r in runs]
+
+
+def noise_comparison(runs: list[DriftRun], reference: list[DriftRun]) -> list[float]:
+    """|z| between each run's mean ΔT and the reference run at the same η (independent
+    replicas), in standard errors of the difference."""
+    by_eta = {r.eta: r for r in reference}
+    return [abs(z_between(r.estimate, by_eta[r.eta].estimate)) for r in runs]
