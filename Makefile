@@ -35,9 +35,10 @@ check: $(STAMP) data
 	$(PY) -m pytest -q
 
 # Optional: PyHessian and curvlinops are installed into .venv only for the benchmark.
-bench: $(STAMP)
+bench: $(STAMP) data
 	$(PY) -m pip install --quiet -r requirements-bench.txt
 	$(PY) scripts/bench_curvature.py
+	$(PY) scripts/bench_threads.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -2,11 +2,24 @@
 
 Modules, one idea each:
 
+* :mod:`hessnoise.curvature` — Hessian-vector products (``HessianOperator``, at any θ),
+  Hutchinson, Hutch++, exact spectra, Lanczos, stochastic Lanczos quadrature; one method per
+  module, named after its paper;
 * :mod:`hessnoise.valley` — toy minimal valleys (eq. 1), noise models, heavy-ball SGD and the
-  exact stationary statistics;
+  exact stationary statistics; :mod:`hessnoise.drift` — how noise moves a toy valley's
+  spectrum, measured against theory;
+* :mod:`hessnoise.params` — a network as f(θ, x); :mod:`hessnoise.train` — optimizers, θ in and
+  θ out (L-BFGS, gradient descent, Gauss–Newton, SGD with checkpoints);
+  :mod:`hessnoise.losses` — the label-smoothed cross-entropy and its floor;
 * :mod:`hessnoise.data`, :mod:`hessnoise.models` — datasets and networks;
-* :mod:`hessnoise.report`, :mod:`hessnoise.book`, :mod:`hessnoise.claims` — the executable book;
-* :mod:`hessnoise.experiments` — one module per chapter.
+* :mod:`hessnoise.stats` — estimates with standard errors, intervals and fits;
+  :mod:`hessnoise.checkpoints` — atomic checkpoints and fingerprints;
+  :mod:`hessnoise.threads` — thread counts per workload;
+* :mod:`hessnoise.report`, :mod:`hessnoise.book`, :mod:`hessnoise.claims`,
+  :mod:`hessnoise.scales` — the executable book: a chapter's record, the build, the claims
+  table, the three scales;
+* :mod:`hessnoise.experiments` — the experiments, one module (or a few, along the data flow) per
+  chapter; :mod:`hessnoise.figures` — their figures and tables, one module per chapter.
 """
 
 from importlib import metadata

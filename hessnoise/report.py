@@ -362,8 +362,6 @@ class Chapter:
             ("checks", self._checks_line()),
         ]
         table = "\n".join(f"| {k} | {v} |" for k, v in rows)
-        from IPython.display import Markdown
-
         return Markdown(
             ":::{admonition} Provenance\n:class: note\n\n"
             f"| | |\n|---|---|\n{table}\n\n"
@@ -391,10 +389,22 @@ class Chapter:
         write_json_atomic(self.path, payload)
 
 
-def markdown_table(headers: list[str], rows: list[list[Any]]) -> Any:
-    """A Markdown table for display in a notebook cell (rendered by myst-nb)."""
-    from IPython.display import Markdown
+class Markdown:
+    """Markdown text that a notebook displays as such (``_repr_markdown_``), without IPython:
+    the package also runs where IPython is not installed (a bare GPU image)."""
 
+    def __init__(self, data: str) -> None:
+        self.data = data
+
+    def _repr_markdown_(self) -> str:
+        return self.data
+
+    def __repr__(self) -> str:
+        return self.data
+
+
+def markdown_table(headers: list[str], rows: list[list[Any]]) -> Markdown:
+    """A Markdown table for display in a notebook cell (rendered by myst-nb)."""
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return Markdown("\n".join(lines))

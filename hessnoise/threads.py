@@ -5,7 +5,9 @@ extra OpenMP thread, and much more so when another process holds one of the core
 spin-waiting thread that lost its core stalls every parallel region.  They run on one
 thread.  Dense linear algebra (Hessian builds, eigensolves) scales with the cores and uses
 all of them.  :func:`threads` sets the count for a block (or, as a decorator, for a function)
-and restores the caller's setting afterwards.
+and restores the caller's setting afterwards.  Setting the environment variable
+``HESSNOISE_THREADS`` to a count overrides every choice (``make bench`` uses it to measure the
+alternative).
 
 >>> import torch
 >>> before = torch.get_num_threads()
@@ -47,6 +49,9 @@ def threads(n: int | str) -> Iterator[int]:
         count = n
     else:
         raise ValueError(f"n={n!r} is not allowed; choose an integer ≥ 1, 'small' or 'dense'")
+    override = os.environ.get("HESSNOISE_THREADS")
+    if override:
+        count = int(override)
     before = torch.get_num_threads()
     if count != before:
         torch.set_num_threads(count)

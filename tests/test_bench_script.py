@@ -5,9 +5,12 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_bench_script_writes_all_keys(tmp_path):
     sys.path.insert(0, str(ROOT / "scripts"))
     import bench_curvature
@@ -25,3 +28,17 @@ def test_bench_script_writes_all_keys(tmp_path):
     assert data["correctness_passed"] and data["quick"]
     assert data["correctness"]["exact_vs_func_hessian_relerr"] < 1e-12
     assert [r["key"] for r in data["targets"]] == list(bench_curvature.TARGETS)
+
+
+@pytest.mark.slow
+def test_thread_bench_writes_every_loop(tmp_path):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import bench_threads
+
+    out = tmp_path / "threads.json"
+    assert bench_threads.main(["--quick", "--repeats", "1", "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert len(data["loops"]) == 3 and data["target_slowdown"] == bench_threads.TARGET
+    for row in data["loops"]:
+        for key in ("package_quiet_s", "package_busy_s", "all_cores_quiet_s", "all_cores_busy_s"):
+            assert row[key] > 0, key

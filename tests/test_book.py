@@ -1,5 +1,7 @@
 """The book pipeline: every chapter executed at smoke scale through the same papermill path as
-`make book`, the HTML built with warnings as errors, and the failure modes reported."""
+`make book`, the HTML built with warnings as errors, and the failure modes reported.  The
+whole-book tests are slow (`make check`); how long each chapter took is in its provenance,
+never asserted (a busy machine would fail a timing test for the wrong reason)."""
 
 from __future__ import annotations
 
@@ -44,20 +46,21 @@ PARAMS = textwrap.dedent(
 
 @pytest.fixture(scope="module")
 def smoke_book(tmp_path_factory):
+    """The whole book at smoke scale (slow: every chapter runs)."""
     build_dir = tmp_path_factory.mktemp("book") / "_build"
     runs = book.build("smoke", "cpu", build_dir=build_dir, log=lambda *_: None)
     return build_dir, runs
 
 
-def test_every_toc_page_runs_at_smoke_scale_within_budget(smoke_book):
+@pytest.mark.slow
+def test_every_toc_page_runs_at_smoke_scale(smoke_book):
     _, runs = smoke_book
     names = [Path(p).name for p in book.toc_files(ROOT)]
     assert sorted(r.name for r in runs) == sorted(names)
     assert runs[-1].name == Path(book.toc_files(ROOT)[0]).name  # the claims page runs last
-    for r in runs:
-        assert r.seconds < 60, f"{r.name} took {r.seconds:.0f} s at smoke scale (budget 60 s)"
 
 
+@pytest.mark.slow
 def test_results_files_follow_the_schema(smoke_book):
     _, runs = smoke_book
     for r in runs:
@@ -65,11 +68,13 @@ def test_results_files_follow_the_schema(smoke_book):
         assert data["chapter"] == r.name and data["scale"] == "smoke" and data["device"] == "cpu"
         assert data["checks"], f"{r.name} asserts no checks"
         for c in data["checks"]:
-            assert set(c) == {"name", "value", "target", "passed"} and c["passed"]
+            assert set(c) == {"name", "value", "target", "passed", "kind"} and c["passed"]
+            assert c["kind"] in ("test", "consistency")
         assert isinstance(data["metrics"], dict)
         assert data["provenance"]["wall_time_s"] > 0
 
 
+@pytest.mark.slow
 def test_html_has_every_page_and_no_error_output(smoke_book):
     build_dir, runs = smoke_book
     html = build_dir / "html"

@@ -1,9 +1,15 @@
+"""A chapter's record: checks (tests and consistency checks), metrics, estimates, result
+records, verdicts, checkpoint folders and provenance, written atomically."""
+
 import json
+from dataclasses import dataclass
 
+import numpy as np
 import pytest
+import torch
 
-from hessnoise.claims import CLAIMS, claims_table
 from hessnoise.report import Chapter, CheckFailed, load_results, status_of, write_json_atomic
+from hessnoise.stats import Estimate, Interval
 
 
 def test_chapter_writes_results_schema_and_raises_on_failed_check(tmp_path):
@@ -25,7 +31,60 @@ def test_chapter_writes_results_schema_and_raises_on_failed_check(tmp_path):
         "value": 1e-3,
         "target": "< 0.01",
         "passed": True,
+        "kind": "test",
     }
+
+
+def test_check_kinds_are_recorded_and_refused_when_unknown(tmp_path):
+    run = Chapter("demo", "smoke", "cpu", results_dir=tmp_path)
+    run.check_below("identity", 1e-16, 1e-10, kind="consistency")
+    run.check_true("claim", True, "holds")
+    with pytest.raises(ValueError, match="kind='proof'"):
+        run.check_true("other", True, "holds", kind="proof")
+    kinds = {c["name"]: c["kind"] for c in json.loads(run.path.read_text())["checks"]}
+    assert kinds == {"identity": "consistency", "claim": "test"}
+    box = run.finish()
+    assert "1 of 1 tests passed; 1 of 1 consistency checks held" in box.data
+
+
+def test_estimate_record_and_verdict(tmp_path):
+    @dataclass
+    class Result:
+        slope: Interval
+        rate: Estimate
+        count: int
+        name: str
+        ok: bool
+        t: torch.Tensor
+        arr: np.ndarray
+        nested: list
+
+    run = Chapter("demo", "smoke", "cpu", results_dir=tmp_path)
+    run.estimate("w", Interval(-24.6, -27.7, -21.8), fmt=".1f")
+    run.record("fit", Result(Interval(1.0, 0.5, 1.5), Estimate(2.0, 0.1), 3, "x", True,
+                             torch.tensor(4.0), np.ones(3), [1, 2]))  # fmt: skip
+    run.record("", {"plain": 7})
+    assert run.verdict("claim_holds", False) is False
+    m = json.loads(run.path.read_text())["metrics"]
+    assert (m["w"], m["w_lo"], m["w_hi"]) == (-24.6, -27.7, -21.8)
+    assert (m["fit_slope"], m["fit_slope_lo"], m["fit_rate"], m["fit_rate_se"]) == (1, 0.5, 2, 0.1)
+    assert (m["fit_count"], m["fit_name"], m["fit_ok"], m["fit_t"]) == (3, "x", True, 4.0)
+    assert "fit_arr" not in m and "fit_nested" not in m and m["plain"] == 7
+    assert m["claim_holds"] is False
+    with pytest.raises(ValueError, match="Interval or an Estimate"):
+        run.estimate("bad", 1.0)
+    with pytest.raises(ValueError, match="dataclass instance or a mapping"):
+        run.record("bad", [1, 2])
+
+
+def test_checkpoint_folders_sit_beside_the_results(tmp_path):
+    results = tmp_path / "_build" / "results" / "small"
+    run = Chapter("negative_eigenvalues", "small", "cpu", seed=3, results_dir=results)
+    base = tmp_path / "_build" / "checkpoints" / "small"
+    assert run.checkpoints() == base / "negative_eigenvalues" / "seed3"
+    assert run.checkpoints("floor", 5) == base / "floor" / "seed5"
+    other = Chapter("x", "smoke", "cpu", results_dir=tmp_path / "elsewhere")
+    assert other.checkpoints() == tmp_path / "elsewhere" / "checkpoints" / "x" / "seed0"
 
 
 def test_finish_records_provenance(tmp_path):
@@ -58,49 +117,10 @@ def test_non_finite_values_become_null_and_writes_are_atomic(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["nan.json", "x.json"]
 
 
-def test_status_and_claims_table(tmp_path):
+def test_status_of_named_checks(tmp_path):
     run = Chapter("minimal_valley", "smoke", "cpu", results_dir=tmp_path)
     run.check_below("lemma1_max_deviation", 0.0, 1.0)
     results = load_results(tmp_path)
     assert status_of(results["minimal_valley"], ["lemma1_max_deviation"]) == "passed"
     assert status_of(results["minimal_valley"], ["lemma1_max_deviation", "x"]) == "incomplete"
     assert status_of(None, ["x"]) == "not run"
-    headers, rows = claims_table(tmp_path)
-    assert headers[-1] == "status" and len(rows) == len(CLAIMS)
-    by_ref = {r[0]: r for r in rows}
-    assert by_ref["Lemma 1 (eq. 1, App. A.1)"][-1] == "incomplete"  # lemma2 not recorded
-    assert by_ref["Fig. 1"][-1] == "not yet tested"
-    assert by_ref["Theorem 2"][-1] == "not yet tested"
-    assert by_ref["Fig. 2(a), App. A.3"][-1] == "not yet tested"
-
-
-def test_every_paper_claim_is_listed():
-    refs = " ".join(c.ref for c in CLAIMS)
-    for needle in (
-        "Lemma 1",
-        "Theorem 1",
-        "Eq. 11",
-        "Theorem 2",
-        "Corollary 2.1",
-        "Fig. 1",
-        "Fig. 2(a)",
-        "Fig. 2(b)",
-        "Fig. 2(c)",
-        "Fig. 3",
-        "Fig. 4",
-        "A.3",
-    ):
-        assert needle in refs, needle
-
-
-@pytest.mark.parametrize(("verdict", "status"), [(False, "not confirmed"), (True, "passed")])
-def test_measured_claims_report_their_verdict(tmp_path, verdict, status):
-    run = Chapter("negative_eigenvalues", "smoke", "cpu", results_dir=tmp_path)
-    run.check_below("a3_collapse", 0.5, 3.0)
-    run.check_true("negatives_present", True, "> 0")
-    _, rows = claims_table(tmp_path)
-    fig2a = next(r for r in rows if r[0] == "Fig. 2(a), App. A.3")
-    assert fig2a[-1] == "incomplete"  # the verdict is not recorded yet
-    run.metric("a3_proportional", verdict)
-    _, rows = claims_table(tmp_path)
-    assert next(r for r in rows if r[0] == "Fig. 2(a), App. A.3")[-1] == status

@@ -1,5 +1,6 @@
-"""Training loops: Gauss–Newton reaches an interpolating floor to rounding, SGD matches
-independent reference loops, and a killed SGD run resumes to the same result bit for bit."""
+"""Optimizers, θ in and θ out: Gauss–Newton reaches an interpolating floor to rounding,
+gradient descent and SGD match independent reference loops, and a killed SGD run resumes to
+the same result bit for bit."""
 
 from __future__ import annotations
 
@@ -9,17 +10,18 @@ import pytest
 import torch
 from torch import nn
 
-from hessnoise import data, models, train
+from hessnoise import checkpoints, data, models, train
 from hessnoise.curvature.reference import autograd_hessian
+from hessnoise.params import FlatNet
 
 F64 = torch.float64
 
 
 def tiny_problem(n: int = 12, hidden: int = 16, seed: int = 0):
     """Digits pooled to 4×4, 16 → 16 → 10 (P = 442 ≫ N(K − 1) = 108): the network can
-    interpolate (its last hidden layer is wider than K − 1)."""
+    interpolate (its last hidden layer is wider than K − 1).  The network as f(θ, x)."""
     x, y = data.load("digits", n, size=4, seed=seed)
-    net = models.mlp(x.shape[1], [hidden], 10, seed=seed)
+    net = FlatNet(models.mlp(x.shape[1], [hidden], 10, seed=seed))
     return net, nn.CrossEntropyLoss(label_smoothing=0.1), x, y
 
 
@@ -37,17 +39,19 @@ def test_output_hessians_of_cross_entropy_are_diag_p_minus_ppT():
 
 def test_gauss_newton_reaches_the_interpolating_floor():
     net, loss, x, y = tiny_problem()
-    fit = train.gauss_newton(net, loss, x, y, max_iter=60, grad_tol=1e-13)
+    theta0 = net.theta0()
+    fit = train.gauss_newton(lambda th: net(th, x), loss, y, theta0, max_iter=60, grad_tol=1e-13)
     eps, k = 0.1, 10
     top, rest = 1 - eps + eps / k, eps / k
     entropy = -top * math.log(top) - (k - 1) * rest * math.log(rest)
     # float64 rounding of a loss ≈ 0.5 is ~1e-16; of its gradient ~1e-15 · ‖J‖
     assert fit.grad_norm < 1e-11
     assert abs(fit.loss - entropy) < 1e-13
-    # the model was updated in place and its loss is the reported one
-    assert abs(loss(net(x), y).item() - fit.loss) < 1e-15
+    # θ in, θ out: the module is untouched, and the returned θ has the reported loss
+    assert torch.equal(net.theta0(), theta0)
+    assert abs(loss(net(fit.theta, x), y).item() - fit.loss) < 1e-15
     # at an interpolating floor the Hessian is the Gauss–Newton matrix, of rank N(K − 1)
-    h = autograd_hessian(net, loss, x, y)
+    h = autograd_hessian(net.write(fit.theta), loss, x, y)
     lam = torch.linalg.eigvalsh(h)
     tol = h.shape[0] * torch.finfo(F64).eps * lam.abs().max()
     assert int((lam > tol).sum()) == x.shape[0] * (k - 1)
@@ -57,10 +61,43 @@ def test_gauss_newton_reaches_the_interpolating_floor():
 def test_lbfgs_is_left_far_above_the_floor_that_gauss_newton_reaches():
     # why the chapter uses Gauss–Newton: the same budget of iterations leaves L-BFGS far off
     net, loss, x, y = tiny_problem()
-    lb = train.minimize(net, loss, x, y, max_iter=60, grad_tol=1e-13)
-    net2, *_ = tiny_problem()
-    gn = train.gauss_newton(net2, loss, x, y, max_iter=60, grad_tol=1e-13)
+    lb = train.minimize(lambda th: loss(net(th, x), y), net.theta0(), max_iter=60,
+                        grad_tol=1e-13)  # fmt: skip
+    gn = train.gauss_newton(lambda th: net(th, x), loss, y, net.theta0(), max_iter=60,
+                            grad_tol=1e-13)  # fmt: skip
     assert lb.grad_norm > 1e3 * gn.grad_norm
+    # L-BFGS's reported gradient norm is the norm at its returned θ
+    g = torch.func.grad(lambda th: loss(net(th, x), y))(lb.theta)
+    assert g.norm().item() == pytest.approx(lb.grad_norm, rel=1e-12)
+
+
+def test_gradient_descent_matches_a_hand_written_loop_with_momentum():
+    net, loss, x, y = tiny_problem()
+
+    def f(th):
+        return loss(net(th, x), y)
+
+    fit = train.gradient_descent(f, net.theta0(), lr=0.2, steps=25, momentum=0.9)
+    theta, v = net.theta0(), torch.zeros(net.dim, dtype=F64)
+    for _ in range(25):
+        th = theta.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(f(th), th)
+        v = 0.9 * v + g
+        theta = theta - 0.2 * v
+    assert torch.allclose(fit.theta, theta, rtol=0, atol=1e-14) and fit.iterations == 25
+
+
+def test_gradient_descent_stops_below_the_target_loss():
+    net, loss, x, y = tiny_problem()
+
+    def f(th):
+        return loss(net(th, x), y)
+
+    full = train.gradient_descent(f, net.theta0(), lr=0.5, steps=200)
+    target = full.history[50]
+    fit = train.gradient_descent(f, net.theta0(), lr=0.5, steps=200, until=target)
+    # the first iterate whose loss is ≤ the target is the 51st: 50 steps were taken
+    assert fit.iterations == 51 and fit.loss <= target and fit.history == full.history[:51]
 
 
 @pytest.mark.parametrize(
@@ -70,10 +107,8 @@ def test_lbfgs_is_left_far_above_the_floor_that_gauss_newton_reaches():
 )  # fmt: skip
 def test_gauss_newton_refuses_bad_arguments(kwargs, match):
     net, loss, x, y = tiny_problem()
-    before = train.flat_params(net).clone()
     with pytest.raises(ValueError, match=match):
-        train.gauss_newton(net, loss, x, y, **kwargs)
-    assert torch.equal(train.flat_params(net), before)
+        train.gauss_newton(lambda th: net(th, x), loss, y, net.theta0(), **kwargs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -143,7 +178,7 @@ def test_sgd_resumes_after_a_kill_bit_for_bit(tmp_path):
     with pytest.raises(Killed):
         train.sgd(quadratic, theta0, draw_target, callback=dies, checkpoint=path,
                   checkpoint_every=10, fingerprint="a", **kw)  # fmt: skip
-    assert train.load_checkpoint(path)["step"] == 30  # the last checkpoint before the kill
+    assert checkpoints.load_checkpoint(path)["step"] == 30  # the last checkpoint before the kill
     res = train.sgd(quadratic, theta0, draw_target, callback=record, checkpoint=path,
                     checkpoint_every=10, fingerprint="a", **kw)  # fmt: skip
     assert res.resumed_from == 30
@@ -168,12 +203,3 @@ def test_sgd_refuses_bad_arguments(kwargs, match):
     args = {"lr": 0.1, "steps": 3, "seed": 0, **kwargs}
     with pytest.raises(ValueError, match=match):
         train.sgd(quadratic, torch.zeros(3, dtype=F64), draw_target, **args)
-
-
-def test_checkpoints_round_trip_and_missing_is_none(tmp_path):
-    assert train.load_checkpoint(tmp_path / "none.pt") is None
-    state = {"theta": torch.arange(3.0), "records": [{"a": 1.0, "b": [1, 2]}], "step": 4}
-    train.save_checkpoint(tmp_path / "c.pt", state)
-    back = train.load_checkpoint(tmp_path / "c.pt")
-    assert torch.equal(back["theta"], state["theta"]) and back["records"] == state["records"]
-    assert not list(tmp_path.glob(".c.pt.*"))  # no temporary file left behind

@@ -46,3 +46,15 @@ def test_config_rejects_bad_values():
         mv.MinimalValleyConfig(replicas=0, etas=(0.1,), relax_equil=10, relax_measure=10)
     with pytest.raises(ValueError, match=r"etas\[0\]=-0.1"):
         mv.MinimalValleyConfig(replicas=10, etas=(-0.1,), relax_equil=10, relax_measure=10)
+
+
+def test_fdr_summary_is_the_worst_gap_over_the_sweep():
+    cfg = mv.MinimalValleyConfig(replicas=256, etas=(0.05, 0.15), relax_equil=2, relax_measure=5)
+    results = mv.fdr_sweep(cfg, seed=0)
+    summary = mv.summarize_fdr(results)
+    assert len(results) == 3 * 2  # three noises, two learning rates
+    assert summary.max_relerr == max(r.rel_err.max().item() for r in results)
+    assert summary.eta_lam_max == max(r.eta * r.lam.max().item() for r in results)
+    assert summary.max_relerr_conditional == max(
+        (r.lhs / r.rhs_conditional - 1).abs().max().item() for r in results
+    )

@@ -1,4 +1,4 @@
-"""Worker for tests/test_distributed.py, launched with torchrun (2 CPU processes, gloo).
+"""Worker for tests/curvature/test_distributed.py, launched with torchrun (2 CPU processes, gloo).
 
 Each rank holds an uneven shard of one dataset; rank 0 writes what the distributed operator
 and estimators returned, for the test to compare with a single process.

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 from helpers import dense_reference, rel_err
-from test_curvature_operator import bn_cnn
+from test_operator import bn_cnn
 
 from hessnoise import models
 from hessnoise.curvature import HessianOperator, Spectrum, exact_spectrum, hessian_matrix, spectrum

@@ -11,8 +11,10 @@ import pytest
 import torch.distributed as dist
 
 HERE = Path(__file__).parent
+ROOT = HERE.parent.parent
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="needs gloo")
 def test_two_process_gloo_matches_single_process(tmp_path):
     sys.path.insert(0, str(HERE))
@@ -21,7 +23,9 @@ def test_two_process_gloo_matches_single_process(tmp_path):
     from hessnoise.curvature import HessianOperator
 
     out = tmp_path / "dist.json"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE)}
+    # the workers import hessnoise from this checkout, installed or not
+    path = os.pathsep.join([str(HERE), str(ROOT), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            str(HERE / "dist_worker.py"), str(out)]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)

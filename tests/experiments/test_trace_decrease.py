@@ -91,3 +91,26 @@ def test_tiny_sweep_agrees_with_exact_theory():
     for r in runs:
         assert r.exact_relerr < 5 * r.exact_relerr_se + 1e-3
         assert (r.theta_sq_ratio - 1).abs().max() < 0.03
+
+
+def test_theorem1_check_and_noise_comparison_on_known_runs():
+    # runs whose drift is exactly the corrected Theorem 1: the check must say so
+    kappa, grad_sq = 0.01, 52.0
+    runs = [
+        td.DriftRun(
+            eta=e, beta=0.0, noise="κH", steps=1000,
+            delta=torch.full((64,), td.rate_leading(e, kappa, grad_sq) * 1000, dtype=torch.float64)
+            + 1e-13 * torch.randn(64, dtype=torch.float64),
+            predicted=torch.full((64,), td.rate_leading(e, kappa, grad_sq) * 1000,
+                                 dtype=torch.float64),
+            theta_sq_ratio=torch.ones(2), theta_sq=torch.ones(2), lam=torch.ones(2),
+            eta_lam_max=e * 40,
+        )
+        for e in (0.001, 0.002, 0.004)
+    ]  # fmt: skip
+    thm1 = td.theorem1_check(runs, kappa, grad_sq, max_eta_lam=0.2)
+    assert thm1.coefficient_relerr < 1e-6 and thm1.printed_over_measured == pytest.approx(2.0)
+    assert thm1.corrected == pytest.approx(-kappa * grad_sq / 4)
+    assert td.leading_ratios(runs, kappa, grad_sq, 0.0) == pytest.approx([1.0] * 3, rel=1e-9)
+    zs = td.noise_comparison(runs, runs)
+    assert zs == pytest.approx([0.0] * 3)
