@@ -33,7 +33,6 @@ import json
 import math
 import os
 import platform
-import subprocess
 import tempfile
 import time
 from collections.abc import Mapping
@@ -46,6 +45,7 @@ import numpy as np
 import torch
 
 from hessnoise._validate import choice, number
+from hessnoise.provenance import cpu_name, git_commit, process_age
 from hessnoise.scales import check_device, check_scale, resolve_device
 from hessnoise.stats import Estimate, Interval
 
@@ -102,49 +102,6 @@ def to_json(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [to_json(v) for v in value]
     return value
-
-
-def git_commit(root: Path) -> str:
-    """``HEAD``'s hash, suffixed ``+dirty`` when tracked files differ; ``'unknown'`` outside git."""
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + ("+dirty" if dirty else "")
-
-
-def cpu_name() -> str:
-    """The processor's model name (Linux), else what :mod:`platform` knows."""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def process_age() -> float:
-    """Seconds since this process started (Linux), so that a chapter's wall time includes its
-    kernel's start-up and imports; 0 where that cannot be read."""
-    try:
-        with open("/proc/self/stat") as fh:
-            start_ticks = int(fh.read().rsplit(")", 1)[1].split()[19])
-        with open("/proc/uptime") as fh:
-            uptime = float(fh.read().split()[0])
-        return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
-    except (OSError, ValueError, IndexError):
-        return 0.0
 
 
 def _glue(name: str, value: Any) -> None:

@@ -27,7 +27,8 @@ from hessnoise import valley as V
 from hessnoise.experiments import designing_noise as dn
 from hessnoise.experiments import minimal_valley as mv
 from hessnoise.experiments import trace_decrease as td
-from hessnoise.report import cpu_name, git_commit, repo_root, write_json_atomic
+from hessnoise.provenance import cpu_name, git_commit
+from hessnoise.report import repo_root, write_json_atomic
 from hessnoise.threads import cores
 
 TARGET = 1.5  # largest acceptable slowdown beside one busy process
