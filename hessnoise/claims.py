@@ -120,7 +120,8 @@ CLAIMS: tuple[Claim, ...] = (
         "curved_floor",
         ("probe_first_order_share", "floor_curvature_snr"),
         verdict="floor_dominates_at_runs",
-        measured="floor share {at_floor_share_lo:.0%}–{at_floor_share_hi:.0%} at the runs' 𝒞",
+        measured="floor share {at_floor_share_lo:.0%} at 𝒞 = {at_c_lo:.1e}, "
+        "{at_floor_share_hi:.0%} at {at_c_hi:.1e}",
     ),
     Claim(
         "Fig. 2(b)",

@@ -151,6 +151,7 @@ class Chapter:
     metrics: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self._glued: dict[str, Any] = {}
         check_scale(self.scale)
         check_device(self.device)
         number("seed", self.seed, lo=0, integer=True)
@@ -182,14 +183,14 @@ class Chapter:
         """Record a measured number (glued under ``name`` for the prose)."""
         self.metrics[name] = to_json(value)
         if glue:
-            _glue(name, value)
+            self._glue(name, value)
         self._save()
 
     def figure(self, name: str, fig: Any) -> None:
         """Glue a matplotlib figure under ``name`` for a ``{glue:figure}`` and close it."""
         import matplotlib.pyplot as plt
 
-        _glue(name, fig)
+        self._glue(name, fig)
         plt.close(fig)
 
     def check(
@@ -202,12 +203,17 @@ class Chapter:
         passed = bool(passed)
         self.checks = [c for c in self.checks if c.name != name]
         self.checks.append(Check(name, to_json(value), target, passed, kind))
-        _glue(name, value)
+        self._glue(name, value)
         self._save()
         if not passed:
             raise CheckFailed(
                 f"{self.name}: check {name!r} failed: value {value!r}, target {target}"
             )
+
+    def check_all(self, checks: list[Check]) -> None:
+        """Record and assert checks that a package function prepared (see :class:`Check`)."""
+        for c in checks:
+            self.check(c.name, c.value, c.target, c.passed, kind=c.kind)
 
     def check_below(self, name: str, value: float, bound: float, *, kind: str = "test") -> None:
         """Check ``value < bound``."""
@@ -235,7 +241,7 @@ class Chapter:
             raise ValueError(f"est must be an Interval or an Estimate; got {type(est).__name__}")
         for key, value in parts.items():
             self.metrics[key] = to_json(value)
-        _glue(name, format(est, fmt))
+        self._glue(name, format(est, fmt))
         self._save()
 
     def record(self, prefix: str, result: Any, *, fmt: str = ".3g") -> None:
@@ -266,7 +272,7 @@ class Chapter:
                 value = value.item()
             if isinstance(value, (bool, int, float, str, np.floating, np.integer, np.bool_)):
                 self.metrics[name] = to_json(value)
-                _glue(name, value)
+                self._glue(name, value)
         self._save()
 
     def verdict(self, name: str, holds: bool) -> bool:
@@ -274,7 +280,7 @@ class Chapter:
         claims table reads) and glue it as ``"confirmed"`` or ``"not confirmed"``."""
         holds = bool(holds)
         self.metrics[name] = holds
-        _glue(name, "confirmed" if holds else "not confirmed")
+        self._glue(name, "confirmed" if holds else "not confirmed")
         self._save()
         return holds
 
@@ -324,6 +330,16 @@ class Chapter:
             f"| | |\n|---|---|\n{table}\n\n"
             f"Results file: `_build/results/{self.scale}/{self.name}.json`.\n:::\n"
         )
+
+    def _glue(self, name: str, value: Any) -> None:
+        """Glue ``value`` under ``name`` once: a second glue of the same value (a check of a
+        number just recorded) is skipped, one of another value is a bug and raises."""
+        if name in self._glued:
+            if isinstance(value, (str, int, float, bool)) and self._glued[name] != value:
+                raise ValueError(f"glue key {name!r} was glued before with another value")
+            return
+        self._glued[name] = to_json(value) if not hasattr(value, "savefig") else name
+        _glue(name, value)
 
     def _checks_line(self) -> str:
         tests = [c for c in self.checks if c.kind == "test"]

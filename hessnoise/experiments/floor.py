@@ -30,6 +30,7 @@ from hessnoise._validate import choice, number, positive_int
 from hessnoise.curvature import HessianOperator, Spectrum, hessian_matrix, spectrum
 from hessnoise.losses import cross_entropy, smoothed_targets, target_entropy
 from hessnoise.params import FlatNet
+from hessnoise.report import Check
 from hessnoise.scales import by_scale
 from hessnoise.threads import threads
 
@@ -310,3 +311,35 @@ def floor_facts(problem: Problem, floor: Floor, cfg: FloorConfig) -> dict[str, f
         "floor_trace": floor.trace,
         "start_excess": floor.start_loss - floor.loss,
     }
+
+
+def floor_checks(problem: Problem, floors: list[Floor], cfg: FloorConfig) -> list[Check]:
+    """Sanity checks of a set of floors (one per seed) of the same network: the network has
+    more parameters than interpolation constraints (and the paper's count at paper scale),
+    every floor is stationary, and, where the scale asserts it, every floor interpolates the
+    smoothed targets with the rank N(K − 1) of an interpolating floor."""
+    p, n_c = problem.n_params, cfg.n_constraints
+    h_q = target_entropy(cfg.eps, N_CLASSES)
+    checks = [
+        Check("overparameterized", p / n_c, "> 1 (P > N(K − 1))", p > n_c, "consistency"),
+        Check("floor_grad_norm", max(f.grad_norm for f in floors), "< 1e-08",
+              max(f.grad_norm for f in floors) < 1e-8, "consistency"),
+    ]  # fmt: skip
+    if cfg.expected_params is not None:
+        ok = p == cfg.expected_params
+        checks.append(Check("paper_param_count", p, f"= {cfg.expected_params}", ok, "consistency"))
+    if cfg.assert_interpolation:
+        gap = max(abs(f.loss - h_q) for f in floors)
+        ranks = all(f.rank == n_c for f in floors)
+        checks += [
+            Check("floor_interpolation_gap", gap, "< 1e-10", gap < 1e-10, "consistency"),
+            Check("floor_rank_matches", ranks, "rank = N(K − 1) at every floor", ranks,
+                  "consistency"),
+        ]  # fmt: skip
+    return checks
+
+
+def interpolates(floors: list[Floor], cfg: FloorConfig) -> bool:
+    """Whether every floor interpolates q to 1e-10 with the rank N(K − 1)."""
+    h_q = target_entropy(cfg.eps, N_CLASSES)
+    return all(abs(f.loss - h_q) < 1e-10 and f.rank == cfg.n_constraints for f in floors)
