@@ -107,6 +107,8 @@ def to_json(value: Any) -> Any:
 def _glue(name: str, value: Any) -> None:
     if isinstance(value, torch.Tensor) and value.numel() == 1:
         value = value.item()
+    if isinstance(value, (np.floating, np.integer, np.bool_)):  # glue formats plain numbers only
+        value = value.item()
     try:
         from myst_nb import glue
     except ImportError:  # outside a notebook toolchain there is nothing to glue into

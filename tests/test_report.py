@@ -132,3 +132,15 @@ def test_a_name_is_glued_once_and_a_conflicting_glue_is_refused(tmp_path):
     run.check_below("err", 0.001, 0.01)  # the same number: glued once, checked as well
     with pytest.raises(ValueError, match="glue key 'err'"):
         run.metric("err", 0.5)
+
+
+def test_numpy_scalars_are_glued_as_plain_numbers(monkeypatch):
+    import myst_nb
+
+    from hessnoise import report
+
+    seen = {}
+    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display: seen.update({name: value}))
+    report._glue("x", np.float64(0.25))
+    report._glue("n", np.int64(3))
+    assert type(seen["x"]) is float and type(seen["n"]) is int
