@@ -45,6 +45,12 @@ class TourConfig:
         )
 
 
+def required_data(scale: str) -> dict[str, bool]:
+    """The dataset this page reads at ``scale`` (never downloaded); the book command checks it
+    before any chapter runs (see :func:`hessnoise.experiments.floor.required_data`)."""
+    return {TourConfig.for_scale(scale).dataset: False}
+
+
 def setup(
     cfg: TourConfig, seed: int
 ) -> tuple[nn.Module, nn.Module, list[tuple[torch.Tensor, torch.Tensor]]]:
