@@ -29,12 +29,13 @@ chapter with no current results gets a page that says so.  ``--force`` reruns th
 Cache.  A chapter's results are *current* when ``<chapter>.key`` beside its results file holds
 the key of the present inputs and its results file and executed notebook exist.  The key
 hashes the chapter's ``.md``, the source of every module of this package that it imports
-(followed through the package's own imports; see :func:`imported_modules`), the files under
-``book/data`` and ``_build/bench`` (results that chapters read), the scale, the device class
-(``cpu`` / ``cuda``) and the seed; the root page's key also hashes every other chapter's
-results file, so the claims table reruns whenever a result changed.  The key is written only
-after a chapter succeeds.  A results file that is not current is never read: before the root
-page runs, the results of chapters that are not current are moved to ``results/<scale>/stale``.
+(followed through the package's own imports; see :func:`imported_modules`), the files those
+modules declare in ``BOOK_INPUTS`` (say, the benchmark results the curvature page shows), the
+scale, the device class (``cpu`` / ``cuda``) and the seed; the root page's key also hashes
+every other chapter's results file, so the claims table reruns whenever a result changed.
+The key is written only after a chapter succeeds.  A results file that is not current is never
+read: before the root page runs, the results of chapters that are not current are moved to
+``results/<scale>/stale``.
 
 Everything is written under the build folder (default ``_build``)::
 
@@ -77,9 +78,6 @@ BOOK_ASSETS = ("references.bib",)
 PACKAGE_DIR = Path(__file__).resolve().parent
 # Bump when what a key hashes changes, so that every chapter reruns once.
 KEY_VERSION = 1
-# Results that chapters read besides their code, relative to the book root or the build folder.
-ROOT_INPUTS = ("book/data",)
-BUILD_INPUTS = ("bench",)
 # MathJax 3, as `npm ci` installs it (package.json pins the version), and the parts of it the
 # HTML needs: the combined TeX/MathML → CommonHTML component (Sphinx's default), the TeX
 # extensions it loads on demand, the CommonHTML fonts, and the menu's accessibility parts.
@@ -220,6 +218,20 @@ def imported_modules(source: Path) -> dict[str, Path]:
     return dict(sorted(found.items()))
 
 
+def chapter_inputs(modules: dict[str, Path]) -> list[str]:
+    """Files a chapter reads besides code: the ``BOOK_INPUTS`` (paths relative to the
+    repository root) that the modules it imports declare.  Read from the source, not imported,
+    so that computing a key runs no experiment code."""
+    found: list[str] = []
+    for path in modules.values():
+        for node in ast.parse(path.read_bytes()).body:
+            if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == "BOOK_INPUTS" for t in node.targets
+            ):
+                found.extend(ast.literal_eval(node.value))
+    return sorted(set(found))
+
+
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -245,13 +257,13 @@ def chapter_key(
         "seed": str(seed),
         f"chapter:{page}.md": _sha(source.read_bytes()),
     }
-    for path in imported_modules(source).values():
+    modules = imported_modules(source)
+    for path in modules.values():
         parts[f"module:{path.relative_to(PACKAGE_DIR.parent).as_posix()}"] = _sha(path.read_bytes())
-    inputs = [(root, d) for d in ROOT_INPUTS] + [(build_dir, d) for d in BUILD_INPUTS]
-    for base, folder in inputs:
-        for path in sorted((base / folder).rglob("*")) if (base / folder).is_dir() else []:
-            if path.is_file():
-                parts[f"input:{path.relative_to(base).as_posix()}"] = _sha(path.read_bytes())
+    for rel in chapter_inputs(modules):
+        # ``_build/...`` means the build folder, wherever it is
+        path = build_dir / rel[len("_build/") :] if rel.startswith("_build/") else root / rel
+        parts[f"input:{rel}"] = _sha(path.read_bytes()) if path.is_file() else "missing"
     for name, path in sorted((results or {}).items()):
         parts[f"results:{name}"] = _sha(path.read_bytes())
     digest = _sha(json.dumps(parts, sort_keys=True).encode())

@@ -215,6 +215,7 @@ def test_one_chapter_with_the_others_results_and_no_stale_result_read(tmp_path):
     assert "seen: [" in page_a and "fake sweep finished" not in page_a
     assert {"a.md", "a.ipynb"} <= set(re.findall(r"_sources/book/(a\.\w+)", page_a))
     assert (out / "html" / "_sources" / "book" / "a.md").read_text().startswith("---")
+    assert json.loads((out / "html" / "_sources" / "book" / "a.ipynb").read_text())["cells"]
     assert (out / "html" / "_static" / "mathjax" / "tex-mml-chtml.js").exists()
     assert "_static/mathjax/tex-mml-chtml.js" in page_a and "cdn.jsdelivr" not in page_a
     assert ran(book.build("smoke", "cpu", chapter="b", html=False, **kw)) == ["b", "intro"]
@@ -262,9 +263,19 @@ def test_the_key_follows_the_package_modules_a_chapter_imports(tmp_path, monkeyp
     k1 = key()
     assert k1 != k0
     assert len({k1, key(scale="small"), key(device_type="cuda"), key(seed=1)}) == 4
+    # a file that an imported module declares it reads, in the build folder or the sources
+    (pkg / "c.py").write_text('X = 2\nBOOK_INPUTS = ("_build/bench/t.json", "book/data/t.json")\n')
+    k2 = key()
+    (tmp_path / "_build" / "bench").mkdir(parents=True)
+    (tmp_path / "_build" / "bench" / "t.json").write_text("{}")
+    k3 = key()
     (root / "book" / "data").mkdir()
-    (root / "book" / "data" / "table.json").write_text("{}")  # results the chapters read
-    assert key() != k1
+    (root / "book" / "data" / "t.json").write_text("{}")
+    k4 = key()
+    assert len({k1, k2, k3, k4}) == 4
+    (root / "book" / "data" / "other.json").write_text("{}")  # declared by no imported module
+    (pkg / "d.py").write_text('BOOK_INPUTS = ("book/data/other.json",)\n')
+    assert key() == k4
 
 
 def test_missing_data_stops_the_book_before_any_chapter_runs(tmp_path, monkeypatch):

@@ -117,14 +117,21 @@ INSPECT = """async () => {
 
 @pytest.fixture(scope="session")
 def pages(served, chromium):
-    """Every page of the book (the ``_toc.yml`` pages; ``index.html`` must forward to the
-    first), inspected in chromium with the network blocked: ``({path: inspection}, requests
-    blocked or failed)``."""
+    """Every page of the book (the ``_toc.yml`` pages, then the others Sphinx made, such as
+    the index and the search page; ``index.html`` must forward to the root page), inspected in
+    chromium with the network blocked: ``({path: inspection}, requests blocked or failed)``."""
     sync_api = pytest.importorskip(
         "playwright.sync_api", reason="Playwright is not installed: pip install -r requirements.txt"
     )
-    _, base = served
-    paths = [f"{p}.html" for p in book.toc_files(ROOT)]
+    html, base = served
+    toc = [f"{p}.html" for p in book.toc_files(ROOT)]
+    others = sorted(
+        f.relative_to(html).as_posix()
+        for f in html.rglob("*.html")
+        if not f.relative_to(html).parts[0].startswith("_") and f.name != "index.html"
+    )
+    assert set(toc) <= set(others), "a page of _toc.yml is missing from the HTML"
+    paths = toc + [p for p in others if p not in toc]  # genindex, search, ...
     blocked: list[str] = []
 
     def only_here(route) -> None:
@@ -147,7 +154,7 @@ def pages(served, chromium):
             seen[path] = page.evaluate(INSPECT)
         # the site's front door forwards to the root page
         page.goto(f"{base}/index.html")
-        page.wait_for_url(f"{base}/{paths[0]}")
+        page.wait_for_url(f"{base}/{toc[0]}")
         browser.close()
     return seen, blocked
 
