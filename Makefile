@@ -54,8 +54,9 @@ bench: $(STAMP) data
 	$(PY) scripts/bench_curvature.py
 	$(PY) scripts/bench_threads.py
 
-# actionlint checks the workflows in .github/workflows (its binary comes from PyPI, in .venv).
+# actionlint checks the workflows in .github/workflows (its binary comes from PyPI, into .venv).
 lint: $(STAMP)
+	$(PY) -m pip install --quiet -r requirements-lint.txt
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) scripts/lint_chapters.py
