@@ -107,6 +107,8 @@ def to_json(value: Any) -> Any:
 def _glue(name: str, value: Any) -> None:
     if isinstance(value, torch.Tensor) and value.numel() == 1:
         value = value.item()
+    if isinstance(value, np.generic):  # numpy 2 shows np.float64(0.5), which no format reads
+        value = value.item()
     try:
         from myst_nb import glue
     except ImportError:  # outside a notebook toolchain there is nothing to glue into
@@ -149,6 +151,7 @@ class Chapter:
     results_dir: str | Path | None = None
     checks: list[Check] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
+    _glued: dict[str, str] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         check_scale(self.scale)
@@ -178,11 +181,22 @@ class Chapter:
         return root / (experiment or self.name) / f"seed{seed}"
 
     # -- recording ---------------------------------------------------------------------------
+    def _glue(self, name: str, value: Any) -> None:
+        """Glue ``value`` under ``name`` for the prose, once: gluing an equal value again (a
+        check of a number that a record already glued) is skipped, because myst-nb refuses a
+        key glued twice on one page; a different value is glued again, and the build fails on
+        the duplicate, as it should."""
+        shown = repr(to_json(value))
+        if self._glued.get(name) == shown:
+            return
+        self._glued[name] = shown
+        _glue(name, value)
+
     def metric(self, name: str, value: Any, *, glue: bool = True) -> None:
         """Record a measured number (glued under ``name`` for the prose)."""
         self.metrics[name] = to_json(value)
         if glue:
-            _glue(name, value)
+            self._glue(name, value)
         self._save()
 
     def figure(self, name: str, fig: Any) -> None:
@@ -202,7 +216,7 @@ class Chapter:
         passed = bool(passed)
         self.checks = [c for c in self.checks if c.name != name]
         self.checks.append(Check(name, to_json(value), target, passed, kind))
-        _glue(name, value)
+        self._glue(name, value)
         self._save()
         if not passed:
             raise CheckFailed(
@@ -235,7 +249,7 @@ class Chapter:
             raise ValueError(f"est must be an Interval or an Estimate; got {type(est).__name__}")
         for key, value in parts.items():
             self.metrics[key] = to_json(value)
-        _glue(name, format(est, fmt))
+        self._glue(name, format(est, fmt))
         self._save()
 
     def record(self, prefix: str, result: Any, *, fmt: str = ".3g") -> None:
@@ -266,7 +280,7 @@ class Chapter:
                 value = value.item()
             if isinstance(value, (bool, int, float, str, np.floating, np.integer, np.bool_)):
                 self.metrics[name] = to_json(value)
-                _glue(name, value)
+                self._glue(name, value)
         self._save()
 
     def verdict(self, name: str, holds: bool) -> bool:
@@ -274,7 +288,7 @@ class Chapter:
         claims table reads) and glue it as ``"confirmed"`` or ``"not confirmed"``."""
         holds = bool(holds)
         self.metrics[name] = holds
-        _glue(name, "confirmed" if holds else "not confirmed")
+        self._glue(name, "confirmed" if holds else "not confirmed")
         self._save()
         return holds
 

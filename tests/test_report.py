@@ -124,3 +124,16 @@ def test_status_of_named_checks(tmp_path):
     assert status_of(results["minimal_valley"], ["lemma1_max_deviation"]) == "passed"
     assert status_of(results["minimal_valley"], ["lemma1_max_deviation", "x"]) == "incomplete"
     assert status_of(None, ["x"]) == "not run"
+
+
+def test_each_name_is_glued_once_and_numpy_scalars_as_python_numbers(tmp_path, monkeypatch):
+    import myst_nb
+
+    glued = []
+    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display: glued.append((name, value)))
+    run = Chapter("x", "smoke", "cpu", results_dir=tmp_path)
+    run.record("fit", {"relerr": np.float64(0.25)})
+    run.check_below("fit_relerr", np.float64(0.25), 1.0)  # the same number: glued once
+    run.metric("fit_relerr", 0.5)  # a different value is glued again (myst-nb then refuses it)
+    assert glued == [("fit_relerr", 0.25), ("fit_relerr", 0.5)]
+    assert type(glued[0][1]) is float  # np.float64 would show as 'np.float64(0.25)'
