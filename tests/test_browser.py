@@ -50,14 +50,20 @@ pytestmark = pytest.mark.slow
 def chromium() -> str:
     found = shutil.which("chromium")
     if found is None:
-        proc = subprocess.run(
-            ["sh", str(ROOT / "scripts" / "ensure-chromium.sh")], capture_output=True, text=True
-        )
+        try:
+            proc = subprocess.run(
+                ["sh", str(ROOT / "scripts" / "ensure-chromium.sh")],
+                capture_output=True,
+                text=True,
+            )
+            why = proc.stderr.strip()
+        except OSError as err:
+            why = str(err)
         found = shutil.which("chromium")
         if found is None:
             pytest.skip(
                 "Debian's chromium is not installed and could not be installed here "
-                f"({proc.stderr.strip()}); install it with `sudo apt-get install chromium`"
+                f"({why}); install it with `sudo apt-get install chromium`"
             )
     return found
 
