@@ -107,7 +107,7 @@ def to_json(value: Any) -> Any:
 def _glue(name: str, value: Any) -> None:
     if isinstance(value, torch.Tensor) and value.numel() == 1:
         value = value.item()
-    if isinstance(value, (np.floating, np.integer, np.bool_)):  # glue formats plain numbers only
+    if isinstance(value, np.generic):  # numpy 2 shows np.float64(0.5), which no format reads
         value = value.item()
     try:
         from myst_nb import glue
@@ -151,9 +151,9 @@ class Chapter:
     results_dir: str | Path | None = None
     checks: list[Check] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
+    _glued: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._glued: dict[str, Any] = {}
         check_scale(self.scale)
         check_device(self.device)
         number("seed", self.seed, lo=0, integer=True)

@@ -30,6 +30,7 @@ from hessnoise._validate import choice, number, positive_int
 from hessnoise.curvature import HessianOperator, Spectrum, hessian_matrix, spectrum
 from hessnoise.losses import cross_entropy, smoothed_targets, target_entropy
 from hessnoise.params import FlatNet
+from hessnoise.progress import timed
 from hessnoise.report import Check
 from hessnoise.scales import by_scale
 from hessnoise.threads import threads
@@ -105,6 +106,14 @@ class FloorConfig:
     def n_constraints(self) -> int:
         """N(K − 1): the softmax outputs' degrees of freedom that interpolation must fix."""
         return self.n * (N_CLASSES - 1)
+
+
+def required_data(scale: str) -> dict[str, bool]:
+    """The datasets this experiment reads at ``scale``, each with whether it may be downloaded.
+    The book command finds this function in every module a chapter imports and makes sure the
+    data is there before any chapter runs (:func:`hessnoise.data.ensure`)."""
+    cfg = FloorConfig.for_scale(scale)
+    return {cfg.dataset: cfg.download}
 
 
 @dataclass(frozen=True)
@@ -246,13 +255,15 @@ def find_floor(
     if state is None:
         start = problem.theta_init
         if cfg.floor_method == "gd+gauss-newton":
-            start = train.gradient_descent(
-                problem.loss, start, lr=cfg.gd_lr, steps=cfg.gd_epochs
-            ).theta
-        fit = train.gauss_newton(
-            problem.outputs, cross_entropy, problem.q, start,
-            max_iter=cfg.floor_iter, grad_tol=cfg.floor_tol,
-        )  # fmt: skip
+            with timed(f"floor, seed {seed}: gradient descent, {cfg.gd_epochs:,} epochs"):
+                start = train.gradient_descent(
+                    problem.loss, start, lr=cfg.gd_lr, steps=cfg.gd_epochs
+                ).theta
+        with timed(f"floor, seed {seed}: Gauss-Newton"):
+            fit = train.gauss_newton(
+                problem.outputs, cross_entropy, problem.q, start,
+                max_iter=cfg.floor_iter, grad_tol=cfg.floor_tol,
+            )  # fmt: skip
         if cfg.floor_method == "gauss-newton":  # the paper's protocol starts on the floor
             start = fit.theta
         state = {
@@ -266,9 +277,10 @@ def find_floor(
             checkpoints.save_checkpoint(path, state)
     theta = state["theta"].to(problem.device, DTYPE)
     start = state["theta_start"].to(problem.device, DTYPE)
-    h = problem.hessian(theta)
-    with threads("dense"):
-        lam, vec = torch.linalg.eigh(h)
+    with timed(f"floor, seed {seed}: Hessian and spectrum, P = {problem.n_params:,}"):
+        h = problem.hessian(theta)
+        with threads("dense"):
+            lam, vec = torch.linalg.eigh(h)
     sp = Spectrum(lam.to(device="cpu", dtype=torch.float64))
     return Floor(
         theta=theta,

@@ -39,6 +39,7 @@ from hessnoise import checkpoints, train
 from hessnoise._validate import choice, number
 from hessnoise.experiments.floor import DTYPE, Floor, FloorConfig, Problem, find_floor, setup
 from hessnoise.losses import cross_entropy
+from hessnoise.progress import progress
 from hessnoise.scales import by_scale
 from hessnoise.stats import Estimate, mean_se
 from hessnoise.threads import threads
@@ -379,21 +380,21 @@ def sweep(
     snapshots: int | None = None,
     checkpoint_dir: str | Path | None = None,
 ) -> Sweep:
-    """Both sweeps of ``cfg`` for one protocol; finished runs are read from their checkpoints."""
+    """Both sweeps of ``cfg`` for one protocol; finished runs are read from their checkpoints.
+    Reports one progress line per finished run (:mod:`hessnoise.progress`)."""
     choice("protocol", protocol, PROTOCOLS)
+    eta_pairs = [(eta, cfg.batch_size0) for eta in sorted(cfg.etas)]
+    batch_pairs = [(cfg.eta0, s) for s in sorted(cfg.batch_sizes)]
+    pairs = list(dict.fromkeys(eta_pairs + batch_pairs))  # the shared centre runs once
     done: dict[tuple[float, int], RunResult] = {}
-
-    def get(eta: float, batch_size: int) -> RunResult:
-        if (eta, batch_size) not in done:
-            done[eta, batch_size] = run_sgd(
-                problem, floor, cfg, protocol, eta, batch_size, seed,
-                tau=tau, snapshots=snapshots, checkpoint_dir=checkpoint_dir,
-            )  # fmt: skip
-        return done[eta, batch_size]
-
-    eta_runs = [get(eta, cfg.batch_size0) for eta in sorted(cfg.etas)]
-    batch_runs = [get(cfg.eta0, s) for s in sorted(cfg.batch_sizes)]
-    return Sweep(protocol, eta_runs, batch_runs)
+    for eta, batch_size in progress(
+        pairs, desc=f"sweep {protocol}, seed {seed}", label=lambda p: f"eta={p[0]:g}, S={p[1]}"
+    ):
+        done[eta, batch_size] = run_sgd(
+            problem, floor, cfg, protocol, eta, batch_size, seed,
+            tau=tau, snapshots=snapshots, checkpoint_dir=checkpoint_dir,
+        )  # fmt: skip
+    return Sweep(protocol, [done[p] for p in eta_pairs], [done[p] for p in batch_pairs])
 
 
 @dataclass
