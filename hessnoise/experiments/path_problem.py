@@ -264,21 +264,27 @@ def _standardize(x: Tensor, *others: Tensor) -> tuple[Tensor, ...]:
     return tuple((t - mean) / std for t in (x, *others))
 
 
+def network(cfg: PathConfig, seed: int = 0, device: torch.device | str = "cpu") -> torch.nn.Module:
+    """``cfg``'s network, initialized with ``seed``, in its dtype on ``device``; the conv-net
+    takes images of side ``cfg.size`` (or the data set's own side)."""
+    if cfg.model != "conv-net":
+        return models.build(cfg.model, n_classes=cfg.n_classes, seed=seed,
+                            dtype=cfg.torch_dtype, device=device)  # fmt: skip
+    channels = 3 if cfg.dataset.startswith("cifar") else 1
+    side = cfg.size or (32 if channels == 3 else 28)
+    return models.conv_net(
+        channels, cfg.n_classes, side=side, channels=cfg.conv[:2], hidden=cfg.conv[2],
+        batch_norm=cfg.batch_norm, seed=seed, dtype=cfg.torch_dtype, device=device,
+    )  # fmt: skip
+
+
 def _problem(
     cfg: PathConfig, x: Tensor, y: Tensor, x_val: Tensor, y_val: Tensor, seed: int, device
 ) -> Problem:
     channels = 3 if cfg.dataset.startswith("cifar") else 1
     x, x_val = _images(x, channels), _images(x_val, channels)
     x, x_val = _standardize(x, x_val)
-    if cfg.model == "conv-net":
-        module = models.conv_net(
-            channels, cfg.n_classes, side=x.shape[-1], channels=cfg.conv[:2],
-            hidden=cfg.conv[2], batch_norm=cfg.batch_norm, seed=seed, dtype=cfg.torch_dtype,
-            device=device,
-        )  # fmt: skip
-    else:
-        module = models.build(cfg.model, n_classes=cfg.n_classes, seed=seed,
-                              dtype=cfg.torch_dtype, device=device)  # fmt: skip
+    module = network(cfg, seed, device)
     net = FlatNet(module)
     to = dict(device=device)
     q = smoothed_targets(y.to(**to), cfg.n_classes, cfg.eps).to(cfg.torch_dtype)

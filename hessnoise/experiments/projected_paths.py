@@ -66,7 +66,8 @@ from hessnoise.threads import threads
 class ProjectedPathsConfig:
     """The chapter's runs: ``paths`` for Fig. 1 (and Fig. 4a at paper scale), ``random_labels``
     for Fig. 4b–c; ``cost_images`` images per timed batch when the cost of the paper's runs is
-    estimated on this machine."""
+    estimated on the device (a few on a CPU; the paper's batch size at paper scale, for a
+    GPU)."""
 
     paths: tuple[PathConfig, ...]
     random_labels: tuple[RandomLabelConfig, ...]
@@ -140,7 +141,7 @@ def _paper() -> ProjectedPathsConfig:
             n_shuffled=10_000, pretrain_epochs=500, descent_steps=5000,
         ),
     )  # fmt: skip
-    return ProjectedPathsConfig(paths=paths, random_labels=rl)
+    return ProjectedPathsConfig(paths=paths, random_labels=rl, cost_images=500)
 
 
 # --------------------------------------------------------------------------------------------

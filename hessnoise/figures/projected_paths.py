@@ -20,7 +20,7 @@ from hessnoise.experiments.path_analysis import (
     RefinementLevel,
     path_curve,
 )
-from hessnoise.experiments.path_problem import PathConfig
+from hessnoise.experiments.path_problem import PathConfig, network
 from hessnoise.experiments.projected_paths import PathRun, RandomLabelRun
 from hessnoise.figures.style import REFERENCE, SERIES, SGD_NOISE, styled
 from hessnoise.report import markdown_table
@@ -141,10 +141,11 @@ def projection_figure(runs: Sequence[PathRun], labels: Sequence[str]) -> Figure:
     return fig
 
 
-def config_table(configs: Sequence[PathConfig], params: Sequence[int]):
+def config_table(configs: Sequence[PathConfig]):
     """The networks, data and hyperparameters of the runs, with their parameter counts."""
     rows = []
-    for cfg, p in zip(configs, params, strict=True):
+    for cfg in configs:
+        p = models.n_params(network(cfg))
         side = f"{cfg.size}×{cfg.size}" if cfg.size else "full size"
         depth = "to adjacent iterations" if cfg.max_depth is None else f"≤ {cfg.max_depth} levels"
         rows.append([cfg.name, f"{p:,}", f"{cfg.dataset} {side}: {cfg.n_train:,} / {cfg.n_val:,}",
@@ -196,9 +197,3 @@ def cost_table(costs: Sequence[PaperCost]):
         ["paper run", "parameters", "measured on", "forward + backward (ms / image)",
          "one epoch or GD step (h)", "projected points × GD steps", "full run (h)"], rows,
     )  # fmt: skip
-
-
-def paper_params() -> dict[str, int]:
-    """Parameter counts of the paper's networks as built here, by (name, classes)."""
-    return {f"{n} ({k} classes)": models.n_params(models.build(n, n_classes=k))
-            for n, k in models.PAPER_PARAM_COUNTS}  # fmt: skip
