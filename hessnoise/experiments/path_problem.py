@@ -264,14 +264,16 @@ def _standardize(x: Tensor, *others: Tensor) -> tuple[Tensor, ...]:
     return tuple((t - mean) / std for t in (x, *others))
 
 
-def network(cfg: PathConfig, seed: int = 0, device: torch.device | str = "cpu") -> torch.nn.Module:
+def network(
+    cfg: PathConfig, seed: int = 0, device: torch.device | str = "cpu", side: int | None = None
+) -> torch.nn.Module:
     """``cfg``'s network, initialized with ``seed``, in its dtype on ``device``; the conv-net
-    takes images of side ``cfg.size`` (or the data set's own side)."""
+    takes images of side ``side`` (default ``cfg.size``, else the data set's own side)."""
     if cfg.model != "conv-net":
         return models.build(cfg.model, n_classes=cfg.n_classes, seed=seed,
                             dtype=cfg.torch_dtype, device=device)  # fmt: skip
     channels = 3 if cfg.dataset.startswith("cifar") else 1
-    side = cfg.size or (32 if channels == 3 else 28)
+    side = side or cfg.size or (32 if channels == 3 else 28)
     return models.conv_net(
         channels, cfg.n_classes, side=side, channels=cfg.conv[:2], hidden=cfg.conv[2],
         batch_norm=cfg.batch_norm, seed=seed, dtype=cfg.torch_dtype, device=device,
@@ -284,7 +286,7 @@ def _problem(
     channels = 3 if cfg.dataset.startswith("cifar") else 1
     x, x_val = _images(x, channels), _images(x_val, channels)
     x, x_val = _standardize(x, x_val)
-    module = network(cfg, seed, device)
+    module = network(cfg, seed, device, side=x.shape[-1])
     net = FlatNet(module)
     to = dict(device=device)
     q = smoothed_targets(y.to(**to), cfg.n_classes, cfg.eps).to(cfg.torch_dtype)
@@ -305,13 +307,21 @@ def setup(cfg: PathConfig, seed: int, device: torch.device | str) -> Problem:
     return _problem(cfg, x, y, x_val, y_val, seed, device)
 
 
-def synthetic(cfg: PathConfig, seed: int = 0, side: int = 6, device="cpu") -> Problem:
-    """A :class:`Problem` on random ``side×side`` images with labels 0, 1, …, 9, 0, … (seeded,
-    in ``cfg``'s dtype): for tests and timings, where real data would only cost time."""
+def synthetic(
+    cfg: PathConfig, seed: int = 0, side: int | None = None, device: torch.device | str = "cpu"
+) -> Problem:
+    """A :class:`Problem` on random images with labels 0, 1, …, K − 1, 0, … (seeded, in
+    ``cfg``'s dtype), shaped like ``cfg``'s data set: ``side×side`` (default ``cfg.size``, else
+    the data set's own side) with 3 channels for CIFAR, 1 otherwise.  For tests and timings,
+    where real data would only cost time."""
+    channels = 3 if cfg.dataset.startswith("cifar") else 1
+    side = side or cfg.size or (32 if channels == 3 else 28)
     gen = torch.Generator().manual_seed(123)
-    x = torch.rand(cfg.n_train, side * side, generator=gen, dtype=torch.float64)
-    x_val = torch.rand(cfg.n_val, side * side, generator=gen, dtype=torch.float64)
-    y, y_val = torch.arange(cfg.n_train) % 10, torch.arange(cfg.n_val) % 10
+    d = channels * side * side
+    x = torch.rand(cfg.n_train, d, generator=gen, dtype=torch.float64)
+    x_val = torch.rand(cfg.n_val, d, generator=gen, dtype=torch.float64)
+    k = cfg.n_classes
+    y, y_val = torch.arange(cfg.n_train) % k, torch.arange(cfg.n_val) % k
     dt = cfg.torch_dtype
     return _problem(cfg, x.to(dt), y, x_val.to(dt), y_val, seed, device)
 

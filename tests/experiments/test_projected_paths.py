@@ -40,7 +40,7 @@ TINY = ppb.PathConfig(
 
 
 def tiny_problem(cfg: ppb.PathConfig) -> ppb.Problem:
-    return ppb.synthetic(cfg)
+    return ppb.synthetic(cfg, side=6)
 
 
 def test_configs_exist_for_every_scale():
@@ -338,7 +338,7 @@ KILL_SCRIPT = textwrap.dedent("""
         conv=(3, 4, 16), lr=0.2, batch_size=16, epochs=3, threshold=0.6, max_steps=60,
         dtype="float64"), epochs=int(sys.argv[2]), threshold=float(sys.argv[3]),
         checkpoint_every=3)
-    pp.run_path(ppb.synthetic(cfg), cfg, 0, sys.argv[1])
+    pp.run_path(ppb.synthetic(cfg, side=6), cfg, 0, sys.argv[1])
 """)
 
 
@@ -346,17 +346,16 @@ def _files(folder: Path) -> set[Path]:
     return {p for p in folder.rglob("*.pt") if not p.name.startswith(".")}
 
 
-def _kill_when(folder: Path, pattern: str, args: list[str]) -> set[Path]:
+def _kill_when(folder: Path, pattern: str, args: list[str]) -> tuple[int, set[Path]]:
     """Start the tiny run in a subprocess, SIGKILL it as soon as ``pattern`` exists under
-    ``folder``, and return the checkpoint files it left."""
+    ``folder``, and return its exit status and the checkpoint files it left."""
     proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(folder), *args],
                             env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
     deadline = time.time() + 120
     while not list(folder.glob(pattern)) and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    return _files(folder)
+    proc.send_signal(signal.SIGKILL)  # a no-op if it has already exited
+    return proc.wait(), _files(folder)
 
 
 @pytest.mark.slow
@@ -364,7 +363,8 @@ def _kill_when(folder: Path, pattern: str, args: list[str]) -> set[Path]:
 def test_a_run_killed_with_sigkill_resumes_to_identical_results(tmp_path, pattern):
     epochs, threshold = 6, 0.45
     cfg = replace(TINY, epochs=epochs, threshold=threshold, checkpoint_every=3)
-    left = _kill_when(tmp_path / "killed", pattern, [str(epochs), str(threshold)])
+    status, left = _kill_when(tmp_path / "killed", pattern, [str(epochs), str(threshold)])
+    assert status == -signal.SIGKILL  # killed, not crashed or finished
     assert list((tmp_path / "killed").glob(pattern))  # it died after writing, not before
     problem = tiny_problem(cfg)
     resumed = pp.run_path(problem, cfg, 0, tmp_path / "killed")
@@ -428,3 +428,21 @@ def test_budget_and_endpoint_checks_see_violations():
     assert not pa.budget_respected(run)  # stopped early without reaching δ
     run.points = {**good, 0: proto.Projection(0, torch.zeros(1), 0.4, 0.0, 3, True, 2.0)}
     assert pa.endpoint_mismatch(run) == pytest.approx(0.1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["preact-resnet18", "convnet4"])
+def test_paper_networks_run_through_the_protocol(tmp_path, model):
+    # the paper's configuration, shrunk to 8 random images in chunks of 4 (BatchNorm per chunk)
+    paper = pp.ProjectedPathsConfig.for_scale("paper")
+    base = paper.paths[0] if model == "preact-resnet18" else paper.random_labels[0].path
+    cfg = replace(base, n_train=8, n_val=4, batch_size=4, chunk=4, epochs=1, max_steps=2,
+                  checkpoint_every=1)  # fmt: skip
+    problem = ppb.synthetic(cfg)
+    run = pp.run_path(problem, cfg, 0, tmp_path)
+    assert sorted(run.points) == [0, 2] and all(p.gd_steps <= 2 for p in run.points.values())
+    seg = run.segments[0]
+    # the batched evaluation at the endpoints is the loss each projection computed
+    assert seg.train[0].item() == pytest.approx(run.points[0].excess, abs=1e-5)
+    assert seg.train[-1].item() == pytest.approx(run.points[2].excess, abs=1e-5)
+    assert run.replay_matches(1)
