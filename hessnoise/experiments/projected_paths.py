@@ -39,6 +39,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from hessnoise._validate import positive_int
 from hessnoise.experiments.path_problem import (
     PathConfig,
     Problem,
@@ -72,6 +73,12 @@ class ProjectedPathsConfig:
     paths: tuple[PathConfig, ...]
     random_labels: tuple[RandomLabelConfig, ...]
     cost_images: int = 4
+
+    def __post_init__(self) -> None:
+        for name in ("paths", "random_labels"):
+            if not getattr(self, name):
+                raise ValueError(f"{name}=() must hold at least one configuration")
+        positive_int("cost_images", self.cost_images)
 
     @classmethod
     def for_scale(cls, scale: str) -> ProjectedPathsConfig:
