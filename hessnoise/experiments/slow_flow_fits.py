@@ -230,6 +230,20 @@ class SeriesFit:
         return float(self.taus[int(np.argmax(self.gn_excess_ratio))])
 
 
+def series_facts(run: FlowRun, fit: SeriesFit) -> dict[str, float]:
+    """For ``Chapter.record``: the first time of the series, the largest |z|, Gauss–Newton's
+    decrease over the limit map's at the first and the last time, and the largest measured
+    Gauss–Newton excess over its second-order prediction with its time."""
+    return {
+        "tau_min": float(run.taus.min()),
+        "z_max": float(np.abs(fit.z).max()),
+        "gn_over_gf_first": float(run.gn[:, 1].mean() / run.gf[:, 1].mean()),
+        "gn_over_gf_last": float(run.gn[:, -1].mean() / run.gf[:, -1].mean()),
+        "gn_excess_ratio_max": fit.gn_excess_ratio_max,
+        "tau_at_max": fit.tau_at_max,
+    }
+
+
 def fit_series(run: FlowRun, pred: Prediction, z_bound: float) -> SeriesFit:
     """:class:`SeriesFit` of a run's dense series."""
     y = run.gf[:, 1:]

@@ -277,6 +277,11 @@ class GaussNewtonFactor:
     gn: np.ndarray
     limit: np.ndarray
 
+    def facts(self) -> dict[str, float]:
+        """For ``Chapter.record``: the top direction's eigenvalue and Gauss–Newton's ratio at
+        the largest ε there."""
+        return {"lam_top": float(self.lam[0]), "top_large": float(self.gn[0, 0])}
+
 
 def gauss_newton_factor(problem: Problem, pred: Prediction, indices: tuple[int, ...],
                         eps: tuple[float, ...]) -> GaussNewtonFactor:  # fmt: skip
