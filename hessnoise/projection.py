@@ -25,9 +25,11 @@ gradient flow to convergence out of reach: a normal displacement along λ relaxe
 :func:`limit_map` therefore splits the flow: it integrates gradient flow accurately
 (:func:`gradient_flow`, classical Runge–Kutta) for a time t₁ that relaxes the stiff
 directions, which carry most of the displacement, then lands on the floor with any projection
-(Gauss–Newton for a network) and adds the second-order term above for what is left.  Since
-Φ(θ) = Φ(GF_t(θ)) for every t, the result must not depend on t₁ once the remainder is small:
-that is the test of the map (:func:`limit_map` records both pieces).
+(Gauss–Newton for a network), adds the second-order term above for what is left, and lands
+again (the second-order point is off the floor by O(|d|³)).  Since Φ(θ) = Φ(GF_t(θ)) for every
+t, the result must not depend on t₁ once the remainder is small: that is the test of the map
+(:class:`LimitPoint` records the pieces).  The tests check the map against gradient flow run to
+convergence where a floor is gapped, and the second-order term against a closed form.
 
 Shapes: θ is ``(P,)``; probes ``(k, P)``; eigenvalues ``(n,)``; eigenvectors ``(P, n)``.
 Everything is float64 on θ's device.
