@@ -274,7 +274,8 @@ class StateAnalysis:
     ``excess`` is L − H(q), the loss above the targets' entropy (the mean KL divergence from
     q to the outputs; zero only where the network interpolates q).  ``paper`` and
     ``sampled`` compare the normalized noises with H (:class:`NoiseFit`); ``alt_ratio`` is
-    tr Ĉ_mb/(2·excess·tr H): the paper's noise against C ≈ (2L/S)H with L the excess loss.
+    tr Ĉ_mb/(2·excess·tr H): the paper's noise against C ≈ (2L/S)H with L the excess loss
+    (NaN where the paper's noise vanishes).
 
     Eq. 4: ``second_term_ratio`` = ‖H − E‖_F/‖E‖_F, with E the first term as printed;
     ``soft_second_term_ratio`` = ‖R₄‖_F/‖A‖_F with A = E + F_q, the first term for smoothed
@@ -378,7 +379,7 @@ def analyse_state(
         cut=ex.cut,
         paper=paper,
         sampled=sampled,
-        alt_ratio=paper.kappa_ratio / (2 * excess) if excess > 0 else math.nan,
+        alt_ratio=math.nan if paper.vanishes else paper.kappa_ratio / (2 * excess),
         **ratios,
         **neg,
         lam=lam,

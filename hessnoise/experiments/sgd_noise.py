@@ -309,7 +309,12 @@ def summary(states: list[StateAnalysis]) -> dict[str, float | int | bool]:
                      "ggn_residual_ratio"):  # fmt: skip
             values = [getattr(s, name) for s in group]
             out[f"{kind}_{name}_min"], out[f"{kind}_{name}_max"] = min(values), max(values)
-        out[f"{kind}_states"] = len(group)
+        paper = [s.paper.kappa_ratio for s in group]
+        alt = [s.alt_ratio for s in group]
+        # how far, in decades, the paper's noise is from each model of its size
+        out[f"{kind}_eq5_decades_max"] = max(abs(math.log10(k)) for k in paper)
+        out[f"{kind}_alt_decades_max"] = max(abs(math.log10(a)) for a in alt)
+        out[f"{kind}_count"] = len(group)
     at_floor = by_kind(states, "floor")[0]
     out["at_floor_paper_kappa"] = at_floor.paper.kappa_ratio
     out["at_floor_paper_vanishes"] = at_floor.paper.vanishes

@@ -7,8 +7,9 @@ Ornstein–Uhlenbeck picture of the paper, direction i of the floor's Hessian re
 times against the windows of the SGD runs of the negative-eigenvalue chapter and against the
 time over which their Hessian trace drifts:
 
-* :func:`drift`: the drift rate of the trace in one run, by a line through the trace at its
-  snapshots against SGD time, and the drift time T/|dT/dτ|;
+* :func:`drift`: the drift rate of the trace along the floor in one run, from the floor point
+  below its last state, and the drift time T/|dT/dτ|; :func:`drift_law`, the rate against the
+  noise scale over the runs;
 * :func:`timescales`: the split of the floor's spectrum into n non-degenerate eigenvalues and
   a bulk at rounding, how many of the n relax more slowly than the equilibration window and
   than the drift time (divided by a safety factor), and how the split looks at SGD states.
@@ -30,23 +31,27 @@ from hessnoise.experiments.negative_eigenvalues import (
     schedule,
 )
 from hessnoise.experiments.noise_covariance import StateAnalysis
-from hessnoise.stats import Interval, line_fit
+from hessnoise.stats import Interval, LineFit, line_fit
 
 
 @dataclass(frozen=True)
 class Drift:
-    """The trace drift of one SGD run at (η, S) with noise scale 𝒞: ``rate`` is
-    (1/T*)dT/dτ with its 95 % t-interval (T* the floor's trace, τ = ηt), from a line through
-    the trace at the run's snapshots; ``tau_drift`` = 1/|rate|, the SGD time in which the
-    trace would change by its own size at that rate; ``floor_rate`` the same rate from the
-    trace of the floor point below the run's last state (one number, no interval)."""
+    """The drift of the Hessian trace along the floor in one SGD run at (η, S), noise scale 𝒞.
+
+    ``rate`` = (T_end/T* − 1)/τ_run: T* the trace at the floor where the run starts, T_end the
+    trace at the floor point below its last state (Gauss–Newton from there), τ_run = ηt its
+    length in SGD time; ``tau_drift`` = 1/|rate|, the SGD time in which the floor's trace would
+    change by its own size at that rate.  ``snapshot_rate`` is (1/T*)dT/dτ from a line through
+    the trace at the run's snapshots, with its 95 % t-interval: the same drift, seen through
+    the fluctuations of the states around the floor.
+    """
 
     eta: float
     batch_size: int
     C: float
-    rate: Interval
+    rate: float
     tau_drift: float
-    floor_rate: float
+    snapshot_rate: Interval
 
 
 def snapshot_times(run: RunResult, cfg: NegativeEigenvaluesConfig) -> np.ndarray:
@@ -61,15 +66,21 @@ def drift(run: RunResult, cfg: NegativeEigenvaluesConfig, trace_floor: float) ->
     number("trace_floor", trace_floor, lo=0, lo_open=True)
     tau = snapshot_times(run, cfg)
     fit = line_fit(tau, run.trace.numpy() / trace_floor)
-    total = run.eta * run.steps
+    rate = (run.end_floor_trace / trace_floor - 1) / (run.eta * run.steps)
     return Drift(
         eta=run.eta,
         batch_size=run.batch_size,
         C=run.C,
-        rate=fit.slope_interval,
-        tau_drift=1 / abs(fit.slope) if fit.slope != 0 else math.inf,
-        floor_rate=(run.end_floor_trace / trace_floor - 1) / total,
+        rate=rate,
+        tau_drift=1 / abs(rate) if rate != 0 else math.inf,
+        snapshot_rate=fit.slope_interval,
     )
+
+
+def drift_law(drifts: list[Drift]) -> LineFit:
+    """The drift rate against the noise scale 𝒞 over the runs, by least squares: Theorem 1
+    makes the rate per unit SGD time −𝒞‖∇̂T‖²/T*, a line through the origin whatever η and S."""
+    return line_fit([d.C for d in drifts], [d.rate for d in drifts])
 
 
 @dataclass(frozen=True)
@@ -96,6 +107,7 @@ class Timescales:
     gap: float
     bulk_max: float
     split_decades: float
+    inner_gap_decades: float
     tau_fast: float
     tau_slow: float
     tau_equil: float
@@ -151,6 +163,7 @@ def timescales(
         gap=float(nondeg[-1]),
         bulk_max=float(bulk.max()),
         split_decades=float(np.log10(nondeg[-1] / bulk.max())),
+        inner_gap_decades=float(np.log10(nondeg[:-1] / nondeg[1:]).max()),
         tau_fast=float(relax[0]),
         tau_slow=float(relax[-1]),
         tau_equil=cfg.tau_equil,

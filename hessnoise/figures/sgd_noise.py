@@ -72,12 +72,12 @@ def eq5_figure(states: Sequence[StateAnalysis]) -> Figure:
             label,
             err=lambda s, n=noise: (getattr(s, n).gamma.lo, getattr(s, n).gamma.hi),
         )
-    descent, _ = _kinds(states)
-    x = np.array(sorted(s.excess for s in states if s.excess > 0))
+    descent, sgd = _kinds(states)
+    x = np.array(sorted(s.excess for s in descent + sgd))
     axes[0].plot([s.excess for s in descent], [s.paper.ceiling for s in descent], color=SGD_NOISE,
                  ls=":", lw=1, label="rank ceiling, paper's noise")  # fmt: skip
     axes[1].axhline(1, color=THEORY, lw=1.2, label="eq. 5: Ĉ = H")
-    axes[1].plot(x, 2 * x, color=REFERENCE, ls="--", lw=1.2, label="C ≈ (2L/S)H, L = L − H(q)")
+    axes[1].plot(x, 2 * x, color=REFERENCE, ls="--", lw=1.2, label="alternative: 2(L − H(q))")
     axes[2].axhline(1, color=THEORY, lw=1.2, label="eq. 5: γ = 1")
     for ax in axes:
         ax.set_xscale("log")
@@ -221,19 +221,19 @@ def minibatch_table(checks: Sequence[MinibatchCheck]) -> Any:
          _num(c.alignment_exact, ".3f"), _num(c.alignment_mc, ".3f")]
         for c in checks
     ]  # fmt: skip
-    headers = ["state", "noise", "S", "draws", "tr Ĉ exact", "tr Ĉ sampled", "z(tr Ĉ)",
-               "z(tr ĈH)", "max |z| top 10", "γ exact", "γ sampled", "alignment exact",
-               "alignment sampled"]  # fmt: skip
+    headers = ["state", "noise", "S", "draws", "tr Ĉ exact", "tr Ĉ Monte Carlo", "z(tr Ĉ)",
+               "z(tr ĈH)", "max ∣z∣, top 10", "γ exact", "γ Monte Carlo", "alignment exact",
+               "alignment Monte Carlo"]  # fmt: skip
     return markdown_table(headers, rows)
 
 
 def drift_table(drifts: Sequence[Drift]) -> Any:
     """The trace drift of each sampled-label run of the negative-eigenvalue chapter."""
     rows = [
-        [f"{d.eta:g}", d.batch_size, f"{d.C:.2e}", f"{d.rate:.2e}", f"{d.floor_rate:.2e}",
-         _num(d.tau_drift, ".3g")]
+        [f"{d.eta:g}", d.batch_size, f"{d.C:.2e}", f"{d.rate:.2e}", f"{d.rate / d.C:.3f}",
+         _num(d.tau_drift, ".3g"), f"{d.snapshot_rate:.1e}"]
         for d in drifts
     ]  # fmt: skip
-    headers = ["η", "S", "𝒞", "(1/T*) dT/dτ [95 %]", "same, floor below the last state",
-               "drift time T/|dT/dτ|"]  # fmt: skip
+    headers = ["η", "S", "𝒞", "(1/T*) dT/dτ along the floor", "rate / 𝒞",
+               "drift time T*/∣dT/dτ∣", "from the snapshots [95 %]"]  # fmt: skip
     return markdown_table(headers, rows)

@@ -388,9 +388,12 @@ def test_drift_rate_of_a_linear_trend_and_the_floor_projection():
     trace = 20.0 * (1 + rate * tau)
     run = _run(eta, list(trace), 20.0 * (1 + rate * tau[-1]), cfg)
     d = tsc.drift(run, cfg, 20.0)
-    assert d.rate.value == pytest.approx(rate, rel=1e-9)
+    assert d.snapshot_rate.value == pytest.approx(rate, rel=1e-9)
+    assert d.rate == pytest.approx(rate, rel=1e-9)
     assert d.tau_drift == pytest.approx(1 / abs(rate), rel=1e-9)
-    assert d.floor_rate == pytest.approx(rate, rel=1e-9)
+    # Theorem 1's law: rates proportional to 𝒞 give slope −a and intercept 0
+    law = tsc.drift_law([replace(d, C=c, rate=-0.3 * c) for c in (1e-4, 5e-4, 2e-3)])
+    assert law.slope == pytest.approx(-0.3) and abs(law.intercept) < 1e-15
 
 
 def test_timescale_counts_against_the_spectrum(interpolating):
@@ -398,7 +401,7 @@ def test_timescale_counts_against_the_spectrum(interpolating):
     cfg = ne.NegativeEigenvaluesConfig.for_scale("small")
     lam = floor.eigenvalues.numpy()
     nondeg = lam[lam > floor.zero_tol]
-    d = tsc.Drift(0.05, 10, 1e-3, Interval(-1e-3, -1.1e-3, -0.9e-3), 1000.0, -1e-3)
+    d = tsc.Drift(0.05, 10, 1e-3, -1e-3, 1000.0, Interval(-1e-3, -1.1e-3, -0.9e-3))
     ts = tsc.timescales(floor, [d], d, [], cfg, 10.0)
     assert ts.n == nondeg.size == floor.rank
     assert ts.slow_directions == (1 / nondeg > cfg.tau_equil).sum()
