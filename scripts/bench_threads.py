@@ -56,7 +56,10 @@ def loops(quick: bool) -> dict:
     dcfg = dn.DesigningNoiseConfig.for_scale("small")
     scale = 0.25 if quick else 1.0
     tcfg = dataclasses.replace(tcfg, equil_steps=int(100 * scale), measure_steps=int(200 * scale))
-    dcfg = dataclasses.replace(dcfg, steps=int(600 * scale))
+    # early_steps (a multiple of record_every, below steps) shortens with the run
+    dcfg = dataclasses.replace(
+        dcfg, steps=int(600 * scale), early_steps=dcfg.record_every * max(1, int(6 * scale))
+    )
     spectrum_loop, p = spectra(quick)
     return {
         "minimal_valley: fdr (16,384 replicas)": lambda: mv.fdr(
