@@ -116,7 +116,7 @@ class TraceSummary:
     the SGD states.  ``bn_share`` is the share of the fall of the trace that lies in the
     scale-invariant groups (mean over seeds of their slope over the slope of the trace).
     ``val_slope`` is the validation loss's slope, ``val_rho`` Spearman's correlation of the
-    trace with the validation loss (mean over seeds, t interval), ``frac_val_rho_negative``
+    trace with the validation loss (mean over seeds, t interval cut to [−1, 1]), ``frac_val_rho_negative``
     the fraction of seeds where it is negative.  ``lambda_eta_over_2`` is the largest λ_max·η/2
     over every projected point of every seed (the edge of stability of plain gradient descent
     is 1), ``lambda_eta_heavy_ball`` the same over 2(1 + μ)/η, the edge with momentum μ, and
@@ -171,6 +171,11 @@ def _interval(values: Sequence[float]) -> Interval:
                                                                math.nan)  # fmt: skip
 
 
+def _clipped(iv: Interval) -> Interval:
+    """A correlation's interval cut to [−1, 1], where a t interval can overshoot."""
+    return Interval(iv.value, max(iv.lo, -1.0), min(iv.hi, 1.0))
+
+
 def summarize(runs: Sequence[TraceRun]) -> TraceSummary:
     """The :class:`TraceSummary` of one network's runs."""
     fits = [seed_fit(r) for r in runs]
@@ -195,7 +200,7 @@ def summarize(runs: Sequence[TraceRun]) -> TraceSummary:
         invariant_relative_slope=_interval(col("invariant_relative_slope")),
         bn_share=float(np.mean(shares)) if shares else math.nan,
         sgd_slope=_interval(col("sgd_slope")), frac_sgd_decreasing=frac_negative("sgd_slope"),
-        val_slope=_interval(col("val_slope")), val_rho=_interval(col("val_rho")),
+        val_slope=_interval(col("val_slope")), val_rho=_clipped(_interval(col("val_rho"))),
         frac_val_rho_negative=frac_negative("val_rho"),
         lam_max=top.lam_max, lam_max_residual=top.lam_max_residual,
         lambda_eta_over_2=top.lam_max / edge, lambda_eta_heavy_ball=top.lam_max / edge_hb,
