@@ -239,8 +239,7 @@ CLAIMS: tuple[Claim, ...] = (
         "trace_along_path",
         ("points_per_path",),
         verdict="rl_trace_decreases",
-        measured="slope {rl_slope:.3g} [{rl_slope_lo:.3g}, {rl_slope_hi:.3g}] per epoch, one "
-        "seed",
+        measured="slope {rl_slope:.3g} [{rl_slope_lo:.3g}, {rl_slope_hi:.3g}] per epoch, one seed",
     ),
     Claim(
         "Fig. 4(a)",

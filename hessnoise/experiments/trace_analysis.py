@@ -116,10 +116,11 @@ class TraceSummary:
     the SGD states.  ``bn_share`` is the share of the fall of the trace that lies in the
     scale-invariant groups (mean over seeds of their slope over the slope of the trace).
     ``val_slope`` is the validation loss's slope, ``val_rho`` Spearman's correlation of the
-    trace with the validation loss (mean over seeds, t interval cut to [−1, 1]), ``frac_val_rho_negative``
-    the fraction of seeds where it is negative.  ``lambda_eta_over_2`` is the largest λ_max·η/2
-    over every projected point of every seed (the edge of stability of plain gradient descent
-    is 1), ``lambda_eta_heavy_ball`` the same over 2(1 + μ)/η, the edge with momentum μ, and
+    trace with the validation loss (mean over seeds, t interval cut to [−1, 1]),
+    ``frac_val_rho_negative`` the fraction of seeds where it is negative.
+    ``lambda_eta_over_2`` is the largest λ_max·η/2 over every projected point of every seed
+    (the edge of stability of plain gradient descent is 1), ``lambda_eta_heavy_ball`` the same
+    over 2(1 + μ)/η, the edge with momentum μ, and
     ``lam_max`` with ``lam_max_residual`` the Ritz value and residual bound it comes from.
     ``points`` is the fewest points of a run, ``first_min`` and ``first_max`` the range of the
     valleys' first epochs, ``rel_se`` the median relative standard error of a trace estimate."""

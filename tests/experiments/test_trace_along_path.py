@@ -15,7 +15,8 @@ import pytest
 import torch
 from scipy import stats
 
-from hessnoise.curvature import hutchpp_groups
+from hessnoise.curvature import HessianOperator, hutchpp_groups
+from hessnoise.experiments import path_curvature as pc
 from hessnoise.experiments import path_problem as ppb
 from hessnoise.experiments import path_protocol as proto
 from hessnoise.experiments import projected_paths as pp
@@ -68,14 +69,14 @@ def test_path_hessian_is_the_dense_hessian_of_the_path_loss():
         problem.theta_init.numel(), dtype=F64, generator=torch.Generator().manual_seed(1)
     )
     dense = torch.autograd.functional.hessian(lambda t: path_loss(problem, t), theta)
-    op, matvec = tap.path_hessian(problem, theta)
+    op, matvec = pc.path_hessian(problem, theta)
     probes = torch.randn(3, op.dim, dtype=F64, generator=torch.Generator().manual_seed(2))
     # float64 throughout: agreement to rounding, scaled by the entries' size
     assert torch.allclose(matvec(probes), probes @ dense, rtol=1e-9, atol=1e-10)
     loss, _ = problem.loss_and_grad(theta)
     assert op.loss_and_gradient()[0] == pytest.approx(loss, rel=1e-12)
     # merging the chunks would normalize both with one set of statistics: a different loss
-    merged = tap.path_hessian(replace(problem, chunk=64), theta)[1](probes)
+    merged = pc.path_hessian(replace(problem, chunk=64), theta)[1](probes)
     assert not torch.allclose(merged, probes @ dense, rtol=1e-6)
 
 
@@ -85,7 +86,7 @@ def test_grouped_trace_is_the_dense_block_trace():
     dense = torch.autograd.functional.hessian(lambda t: path_loss(problem, t), theta)
     part = partition(problem.net.module)
     block = torch.zeros(part.n_groups, dtype=F64).index_add_(0, part.labels, dense.diagonal())
-    _, matvec = tap.path_hessian(problem, theta)
+    _, matvec = pc.path_hessian(problem, theta)
     est = hutchpp_groups(matvec, theta.numel(), part.labels, budget=3 * theta.numel(), seed=0)
     # a sketch of every column spans the space: the per-group traces are exact
     assert torch.allclose(est.values, block, rtol=1e-8, atol=1e-10)
@@ -101,7 +102,7 @@ def test_curvature_point_against_dense_reference(tmp_path):
     theta = problem.theta_init
     dense = torch.autograd.functional.hessian(lambda t: path_loss(problem, t), theta)
     part = partition(problem.net.module)
-    point = tap.curvature_at(
+    point = pc.curvature_at(
         problem, theta, part, budget=60, lanczos_steps=40, seed=3, path=tmp_path / "p.pt"
     )
     assert abs(point.trace - dense.trace().item()) < 4 * point.trace_se
@@ -110,7 +111,7 @@ def test_curvature_point_against_dense_reference(tmp_path):
     top = torch.linalg.eigvalsh(dense)[-1].item()
     assert abs(point.lam_max - top) <= point.lam_max_residual + 1e-9
     assert point.n_matvecs == 60 + 40 and point.seed == 3
-    again = tap.curvature_at(
+    again = pc.curvature_at(
         problem, theta, part, budget=60, lanczos_steps=40, seed=3, path=tmp_path / "p.pt"
     )
     assert again.trace == point.trace and torch.equal(again.group_traces, point.group_traces)
@@ -118,7 +119,7 @@ def test_curvature_point_against_dense_reference(tmp_path):
 
 def test_hessian_checks_pass_on_a_tiny_path():
     problem = tiny_problem()
-    checks = tap.hessian_checks(problem, problem.theta_init, partition(problem.net.module), 0)
+    checks = pc.hessian_checks(problem, problem.theta_init, partition(problem.net.module), 0)
     assert [c.name for c in checks] == [
         "operator_loss_is_path_loss",
         "hvp_matches_finite_difference",
@@ -184,8 +185,8 @@ def test_trace_run_reads_back_what_it_computed(tmp_path, monkeypatch):
     for e, p, s in zip(first.epochs, first.projected, first.sgd, strict=True):
         assert (p is s) == (e not in moved)
         assert math.isfinite(p.lam_max) and (math.isnan(s.lam_max) or p is s)
-    calls = Counter(tap.HessianOperator.__call__)
-    monkeypatch.setattr(tap.HessianOperator, "__call__", lambda self, v: calls(self, v))
+    calls = Counter(HessianOperator.__call__)
+    monkeypatch.setattr(HessianOperator, "__call__", lambda self, v: calls(self, v))
     again = tap.trace_run(TINY, 0, "cpu", tmp_path / "path", tmp_path / "trace", TCFG, path=path)
     assert again.computed == 0 and calls.calls == 0
     assert [p.trace for p in again.projected] == [p.trace for p in first.projected]
@@ -238,7 +239,7 @@ def fake_run(
     sgd_trace = trace if sgd_trace is None else sgd_trace
 
     def point(k, t, i, part, lm):
-        return tap.PointCurvature(
+        return pc.PointCurvature(
             step=k,
             trace=float(t),
             trace_se=0.01,
