@@ -79,6 +79,16 @@ class TraceConfig:
         return by_scale(scale, smoke=_smoke(), small=_small(), paper=_paper())
 
 
+def required_data(scale: str) -> dict[str, bool]:
+    """The datasets this chapter's runs read at ``scale``, each with whether it may be
+    downloaded (see :func:`hessnoise.experiments.floor.required_data`)."""
+    cfg = TraceConfig.for_scale(scale)
+    out: dict[str, bool] = {}
+    for c in (*cfg.paths, *(r.path for r in cfg.random_labels)):
+        out[c.dataset] = out.get(c.dataset, False) or c.download
+    return out
+
+
 def _valley_config(cfg: PathConfig) -> PathConfig:
     """The path as the trace needs it: every epoch projected, no refinement (the trace is
     taken at epochs; the connectedness test is the previous chapter's)."""

@@ -349,6 +349,8 @@ def test_configs_for_every_scale():
     assert pp.checkpoint_name(bn) == pp.checkpoint_name(pp.small_path())
     paper = tap.TraceConfig.for_scale("paper")
     assert paper.seeds == 10
+    assert tap.required_data("small") == {"fashion-mnist": False}
+    assert tap.required_data("paper") == {"cifar10": True, "cifar100": True, "mnist": True}
     assert {c.model for c in paper.paths} == {"preact-resnet18", "vgg16", "densenet-bc"}
 
 
