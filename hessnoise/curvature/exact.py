@@ -26,22 +26,26 @@ from hessnoise.curvature.probes import Matvec
 
 
 def hessian_matrix(
-    op: HessianOperator | Matvec, dim: int | None = None, *, chunk: int = 128
+    op: HessianOperator | Matvec, dim: int | None = None, *, chunk: int | None = None
 ) -> Tensor:
     """The dense ``(P, P)`` Hessian from batched products with the identity, exactly symmetric.
 
-    ``op`` is a :class:`HessianOperator` (columns per parameter tensor, fastest) or any matvec
-    with its ``dim``.  Returned on the operator's device, in its dtype.
+    ``op`` is a :class:`HessianOperator` (columns per parameter tensor, a linear layer's
+    weight block in one product; see :meth:`HessianOperator.dense`) or any matvec with its
+    ``dim``.  ``chunk`` is the number of identity columns per batched product (default: the
+    operator's choice by device and memory; 128 for a plain matvec).  Returned on the
+    operator's device, in its dtype.
     """
-    positive_int("chunk", chunk)
+    if chunk is not None:
+        positive_int("chunk", chunk)
     if isinstance(op, HessianOperator):
         return op.dense(chunk=chunk)  # symmetric by construction
-    else:
-        if dim is None:
-            raise ValueError("dim is required when op is a plain matvec")
-        positive_int("dim", dim)
-        eye = torch.eye(dim, dtype=torch.float64)
-        h = torch.cat([op(eye[i : i + chunk]) for i in range(0, dim, chunk)])
+    if dim is None:
+        raise ValueError("dim is required when op is a plain matvec")
+    positive_int("dim", dim)
+    step = chunk or 128
+    eye = torch.eye(dim, dtype=torch.float64)
+    h = torch.cat([op(eye[i : i + step]) for i in range(0, dim, step)])
     return (h + h.T) / 2
 
 
