@@ -28,6 +28,7 @@ from torch import Tensor
 from hessnoise import checkpoints, data, models, train
 from hessnoise._validate import choice, number, positive_int
 from hessnoise.curvature import HessianOperator, Spectrum, hessian_matrix, spectrum
+from hessnoise.curvature.operator import default_memory_budget
 from hessnoise.losses import cross_entropy, smoothed_targets, target_entropy
 from hessnoise.params import FlatNet
 from hessnoise.scales import by_scale
@@ -153,6 +154,19 @@ class Problem:
         h = self.hessian(theta)
         with threads("dense"):
             return spectrum(h)
+
+    def spectra(self, thetas: Tensor) -> list[Spectrum]:
+        """The exact spectra at each row of ``thetas`` ``(k, P)``: the Hessians one at a time,
+        their eigensolves batched (as many at once as fit in a quarter of the memory budget)."""
+        per_matrix = self.n_params**2 * torch.finfo(DTYPE).bits // 8
+        step = max(1, default_memory_budget(self.device) // (4 * per_matrix))
+        out = []
+        for s in range(0, thetas.shape[0], step):
+            h = torch.stack([self.hessian(theta) for theta in thetas[s : s + step]])
+            with threads("dense"):
+                lam = torch.linalg.eigvalsh(h).to(device="cpu", dtype=torch.float64)
+            out += [Spectrum(row.clone()) for row in lam]
+        return out
 
     def sample_gradients(self, theta: Tensor, targets: Tensor | None = None) -> Tensor:
         """Per-sample gradients ∇_θ ℓ(f(x_k; θ), t_k), ``(M, P)``; targets default to q."""

@@ -33,10 +33,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from hessnoise import checkpoints, train
 from hessnoise._validate import choice, number
+from hessnoise.curvature import Spectrum
 from hessnoise.experiments.floor import DTYPE, Floor, FloorConfig, Problem, find_floor, setup
 from hessnoise.losses import cross_entropy
 from hessnoise.scales import by_scale
@@ -127,9 +129,10 @@ class NegativeEigenvaluesConfig:
         return eta * self.kappa(protocol, batch_size) / 4
 
 
-def draw_minibatch(problem: Problem, batch_size: int, protocol: str):
+def draw_minibatch(problem: Problem, batch_size: int, protocol: str, *, onehot: bool = False):
     """``draw(generator) → (x_B, t_B)``: S distinct samples; targets q (``'minibatch'``) or
-    labels drawn from q (``'sampled-labels'``)."""
+    labels drawn from q (``'sampled-labels'``), as class indices or, with ``onehot``, as
+    one-hot rows ``(S, K)`` (the same draws; the form that stacks with q's rows)."""
     m, dev = problem.n_samples, problem.device
 
     def draw(gen: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -137,6 +140,8 @@ def draw_minibatch(problem: Problem, batch_size: int, protocol: str):
         if protocol == "minibatch":
             return problem.x[idx], problem.q[idx]
         labels = torch.multinomial(problem.q[idx], 1, generator=gen).squeeze(1)
+        if onehot:
+            return problem.x[idx], F.one_hot(labels, problem.q.shape[1]).to(problem.q.dtype)
         return problem.x[idx], labels
 
     return draw
@@ -165,7 +170,16 @@ def noise_power(
 def snapshot(problem: Problem, theta: Tensor) -> dict[str, Any]:
     """Exact spectrum at θ: Σλ₋ at each of :data:`TOL_FACTORS` × zero_tol, the count of
     negative eigenvalues, the trace, the smallest eigenvalue, and all eigenvalues (CPU)."""
-    sp = problem.spectrum(theta)
+    return summary(problem.spectrum(theta))
+
+
+def snapshots(problem: Problem, thetas: Tensor) -> list[dict[str, Any]]:
+    """:func:`snapshot` at each row of ``thetas`` ``(k, P)``, the eigensolves batched."""
+    return [summary(sp) for sp in problem.spectra(thetas)]
+
+
+def summary(sp: Spectrum) -> dict[str, Any]:
+    """What a snapshot records of a spectrum (see :func:`snapshot`)."""
     return {
         "sum_neg": [sp.sum_negative(f * sp.zero_tol) for f in TOL_FACTORS],
         "n_neg": sp.n_negative(),
@@ -266,6 +280,139 @@ def schedule(tau_equil: float, tau_measure: float, eta: float, snapshots: int, l
     return equil, block, every
 
 
+@dataclass(frozen=True)
+class RunPlan:
+    """What one run does: protocol, η, S; its windows in steps (equilibration ``equil``,
+    blocks of ``block`` steps ending in a snapshot, the loss every ``every`` steps),
+    ``steps`` in all; its start θ ``(P,)``, generator seed, checkpoint and fingerprint."""
+
+    protocol: str
+    eta: float
+    batch_size: int
+    equil: int
+    block: int
+    every: int
+    snapshots: int
+    steps: int
+    start: Tensor
+    seed: int
+    checkpoint: Path | None
+    fingerprint: str
+
+
+def plan_run(
+    floor: Floor,
+    cfg: NegativeEigenvaluesConfig,
+    protocol: str,
+    eta: float,
+    batch_size: int,
+    seed: int,
+    *,
+    tau: tuple[float, float] | None = None,
+    snapshots: int | None = None,
+    checkpoint_dir: str | Path | None = None,
+) -> RunPlan:
+    """The :class:`RunPlan` of :func:`run_sgd` at (η, S): the start is θ* for sampled labels
+    and ``floor.theta_start`` for the paper's protocol; windows ``tau`` and ``snapshots``
+    default to the config's."""
+    choice("protocol", protocol, PROTOCOLS)
+    tau_equil, tau_measure = tau or (cfg.tau_equil, cfg.tau_measure)
+    snapshots = snapshots or cfg.snapshots
+    equil, block, every = schedule(tau_equil, tau_measure, eta, snapshots, cfg.loss_points)
+    start = floor.theta if protocol == "sampled-labels" else floor.theta_start
+    path = None
+    if checkpoint_dir is not None:
+        path = Path(checkpoint_dir) / f"{protocol}_eta{eta:g}_S{batch_size}.pt"
+    key = checkpoints.fingerprint(
+        CHECKPOINT_VERSION, TOL_FACTORS, asdict(cfg), seed, protocol, eta, batch_size,
+        tau_equil, tau_measure, snapshots, checkpoints.tensor_hash(start),
+    )  # fmt: skip
+    return RunPlan(
+        protocol=protocol, eta=eta, batch_size=batch_size, equil=equil, block=block,
+        every=every, snapshots=snapshots, steps=equil + snapshots * block, start=start,
+        seed=zlib.crc32(f"{seed}/{protocol}/{eta!r}/{batch_size}".encode()), checkpoint=path,
+        fingerprint=key,
+    )  # fmt: skip
+
+
+def _fdr(problem: Problem, floor: Floor, plan: RunPlan, theta: Tensor) -> dict[str, float]:
+    grad, power = noise_power(problem, theta, floor.basis, plan.batch_size, plan.protocol)
+    return {
+        "fdr_lhs": ((theta - floor.theta) @ floor.basis @ grad).item(),
+        "fdr_rhs": plan.eta / 2 * power,
+    }
+
+
+def _record(
+    problem: Problem, floor: Floor, plan: RunPlan, step: int, theta: Tensor
+) -> dict[str, Any] | None:
+    """What a run records after ``step``: nothing while it equilibrates, then the excess loss,
+    and at the end of each block the snapshot and the two sides of the FDR."""
+    if step <= plan.equil:
+        return None
+    rec: dict[str, Any] = {"excess": problem.loss_value(theta) - floor.loss}
+    if (step - plan.equil) % plan.block == 0:
+        rec.update(snapshot(problem, theta))
+        rec.update(_fdr(problem, floor, plan, theta))
+    return rec
+
+
+def _records(
+    problem: Problem, floor: Floor, plans: list[RunPlan], steps: list[int], thetas: Tensor
+) -> list[dict[str, Any] | None]:
+    """:func:`_record` for several runs at once, their eigensolves batched."""
+    out: list[dict[str, Any] | None] = [None] * len(plans)
+    live = [i for i, (p, t) in enumerate(zip(plans, steps, strict=True)) if t > p.equil]
+    if not live:
+        return out
+    with torch.no_grad():  # one transfer to the host for all the losses
+        losses = torch.stack([problem.loss(thetas[i]) for i in live]).tolist()
+    for i, loss in zip(live, losses, strict=True):
+        out[i] = {"excess": loss - floor.loss}
+    ends = [i for i in live if (steps[i] - plans[i].equil) % plans[i].block == 0]
+    if ends:
+        for i, snap in zip(ends, snapshots(problem, thetas[ends]), strict=True):
+            out[i].update(snap)
+            out[i].update(_fdr(problem, floor, plans[i], thetas[i]))
+    return out
+
+
+def _result(
+    problem: Problem, floor: Floor, cfg: NegativeEigenvaluesConfig, plan: RunPlan, res: Any
+) -> RunResult:
+    """A run's :class:`RunResult` from its SGD records."""
+    excess = torch.zeros(plan.snapshots, dtype=DTYPE)
+    counts = torch.zeros(plan.snapshots, dtype=DTYPE)
+    snaps = [r for r in res.records if "sum_neg" in r]
+    for r in res.records:
+        j = (r["step"] - plan.equil - 1) // plan.block
+        excess[j] += r["excess"]
+        counts[j] += 1
+    kappa = cfg.kappa(plan.protocol, plan.batch_size)
+    return RunResult(
+        protocol=plan.protocol,
+        eta=plan.eta,
+        batch_size=plan.batch_size,
+        kappa=kappa,
+        C=plan.eta * kappa / 4,
+        steps=plan.steps,
+        block_excess=excess / counts,
+        sum_neg=torch.tensor([r["sum_neg"] for r in snaps], dtype=DTYPE),
+        n_neg=torch.tensor([r["n_neg"] for r in snaps]),
+        trace=torch.tensor([r["trace"] for r in snaps], dtype=DTYPE),
+        lam_min=torch.tensor([r["lam_min"] for r in snaps], dtype=DTYPE),
+        last_eigenvalues=snaps[-1]["eigenvalues"],
+        fdr_lhs=torch.tensor([r["fdr_lhs"] for r in snaps], dtype=DTYPE),
+        fdr_rhs=torch.tensor([r["fdr_rhs"] for r in snaps], dtype=DTYPE),
+        end_floor_trace=(
+            project_to_floor(problem, res.theta, cfg.floor)[1]
+            if plan.protocol == "sampled-labels"
+            else float("nan")
+        ),
+        resumed_from=res.resumed_from,
+    )
+
+
 def run_sgd(
     problem: Problem,
     floor: Floor,
@@ -282,71 +429,70 @@ def run_sgd(
     """SGD at (η, S) from the floor (θ* for sampled labels, ``floor.theta_start`` for the
     paper's protocol): equilibrate for τ_equil, then measure for τ_measure in ``snapshots``
     blocks.  Checkpointed in ``checkpoint_dir`` (resumes after a kill)."""
-    choice("protocol", protocol, PROTOCOLS)
-    tau_equil, tau_measure = tau or (cfg.tau_equil, cfg.tau_measure)
-    snapshots = snapshots or cfg.snapshots
-    equil, block, every = schedule(tau_equil, tau_measure, eta, snapshots, cfg.loss_points)
-    steps = equil + snapshots * block
-    start = floor.theta if protocol == "sampled-labels" else floor.theta_start
-    run_seed = zlib.crc32(f"{seed}/{protocol}/{eta!r}/{batch_size}".encode())
+    plan = plan_run(floor, cfg, protocol, eta, batch_size, seed, tau=tau, snapshots=snapshots,
+                    checkpoint_dir=checkpoint_dir)  # fmt: skip
+    return _run_planned(problem, floor, cfg, plan)
 
+
+def _run_planned(
+    problem: Problem, floor: Floor, cfg: NegativeEigenvaluesConfig, plan: RunPlan
+) -> RunResult:
     def callback(step: int, theta: Tensor) -> dict[str, Any] | None:
-        if step <= equil:
-            return None
-        rec: dict[str, Any] = {"excess": problem.loss_value(theta) - floor.loss}
-        if (step - equil) % block == 0:
-            rec.update(snapshot(problem, theta))
-            grad, power = noise_power(problem, theta, floor.basis, batch_size, protocol)
-            rec["fdr_lhs"] = ((theta - floor.theta) @ floor.basis @ grad).item()
-            rec["fdr_rhs"] = eta / 2 * power
-        return rec
+        return _record(problem, floor, plan, step, theta)
 
     def batch_loss(theta: Tensor, xb: Tensor, tb: Tensor) -> Tensor:
         return cross_entropy(problem.net(theta, xb), tb)
 
-    path = None
-    if checkpoint_dir is not None:
-        path = Path(checkpoint_dir) / f"{protocol}_eta{eta:g}_S{batch_size}.pt"
-    key = checkpoints.fingerprint(
-        CHECKPOINT_VERSION, TOL_FACTORS, asdict(cfg), seed, protocol, eta, batch_size,
-        tau_equil, tau_measure, snapshots, checkpoints.tensor_hash(start),
-    )  # fmt: skip
     with threads("small"):
         res = train.sgd(
-            batch_loss, start, draw_minibatch(problem, batch_size, protocol), lr=eta,
-            steps=steps, seed=run_seed, callback=callback, every=every, checkpoint=path,
-            checkpoint_every=cfg.checkpoint_every, fingerprint=key,
+            batch_loss, plan.start, draw_minibatch(problem, plan.batch_size, plan.protocol),
+            lr=plan.eta,
+            steps=plan.steps, seed=plan.seed, callback=callback, every=plan.every,
+            checkpoint=plan.checkpoint, checkpoint_every=cfg.checkpoint_every,
+            fingerprint=plan.fingerprint,
         )  # fmt: skip
-    excess = torch.zeros(snapshots, dtype=DTYPE)
-    counts = torch.zeros(snapshots, dtype=DTYPE)
-    snaps = [r for r in res.records if "sum_neg" in r]
-    for r in res.records:
-        j = (r["step"] - equil - 1) // block
-        excess[j] += r["excess"]
-        counts[j] += 1
-    kappa = cfg.kappa(protocol, batch_size)
-    return RunResult(
-        protocol=protocol,
-        eta=eta,
-        batch_size=batch_size,
-        kappa=kappa,
-        C=eta * kappa / 4,
-        steps=steps,
-        block_excess=excess / counts,
-        sum_neg=torch.tensor([r["sum_neg"] for r in snaps], dtype=DTYPE),
-        n_neg=torch.tensor([r["n_neg"] for r in snaps]),
-        trace=torch.tensor([r["trace"] for r in snaps], dtype=DTYPE),
-        lam_min=torch.tensor([r["lam_min"] for r in snaps], dtype=DTYPE),
-        last_eigenvalues=snaps[-1]["eigenvalues"],
-        fdr_lhs=torch.tensor([r["fdr_lhs"] for r in snaps], dtype=DTYPE),
-        fdr_rhs=torch.tensor([r["fdr_rhs"] for r in snaps], dtype=DTYPE),
-        end_floor_trace=(
-            project_to_floor(problem, res.theta, cfg.floor)[1]
-            if protocol == "sampled-labels"
-            else float("nan")
-        ),
-        resumed_from=res.resumed_from,
-    )
+    return _result(problem, floor, cfg, plan, res)
+
+
+def run_batched(
+    problem: Problem, floor: Floor, cfg: NegativeEigenvaluesConfig, plans: list[RunPlan]
+) -> list[RunResult]:
+    """The runs of ``plans`` advanced together (:func:`hessnoise.train.sgd_batched`): each
+    draws its own batches from its own generator, as :func:`run_sgd` does, so it gives
+    :func:`run_sgd`'s result up to rounding; snapshots that fall on the same step are
+    eigensolved in one batch.  Each run keeps its own checkpoint, in :func:`run_sgd`'s
+    format."""
+
+    def sample_loss(theta: Tensor, xb: Tensor, tb: Tensor) -> Tensor:
+        return cross_entropy(problem.net(theta, xb), tb, reduction="none")
+
+    def callback(ids: list[int], steps: list[int], thetas: Tensor) -> list[dict[str, Any] | None]:
+        return _records(problem, floor, [plans[i] for i in ids], steps, thetas)
+
+    runs = [
+        train.SGDRun(
+            theta0=p.start,
+            draw=draw_minibatch(problem, p.batch_size, p.protocol, onehot=True),
+            lr=p.eta,
+            steps=p.steps,
+            seed=p.seed,
+            every=p.every,
+            checkpoint=p.checkpoint,
+            fingerprint=p.fingerprint,
+        )
+        for p in plans
+    ]
+    with threads("small"):
+        res = train.sgd_batched(
+            sample_loss, runs, callback=callback, checkpoint_every=cfg.checkpoint_every
+        )
+    return [_result(problem, floor, cfg, p, r) for p, r in zip(plans, res, strict=True)]
+
+
+def batched_by_default(device: torch.device | str) -> bool:
+    """Whether :func:`sweep` and :func:`run_seed` advance their runs together unless told:
+    on a GPU, where one run of a small network leaves the device idle."""
+    return torch.device(device).type == "cuda"
 
 
 @dataclass
@@ -368,6 +514,32 @@ class Sweep:
         return out
 
 
+def sweep_pairs(cfg: NegativeEigenvaluesConfig) -> list[tuple[float, int]]:
+    """The distinct (η, S) of both sweeps: the η sweep, then the S sweep without the centre."""
+    pairs = [(eta, cfg.batch_size0) for eta in sorted(cfg.etas)]
+    return pairs + [(cfg.eta0, s) for s in sorted(cfg.batch_sizes) if s != cfg.batch_size0]
+
+
+def _sweep_of(protocol: str, cfg: NegativeEigenvaluesConfig, done: dict) -> Sweep:
+    eta_runs = [done[eta, cfg.batch_size0] for eta in sorted(cfg.etas)]
+    batch_runs = [done[cfg.eta0, s] for s in sorted(cfg.batch_sizes)]
+    return Sweep(protocol, eta_runs, batch_runs)
+
+
+def _run_plans(
+    problem: Problem,
+    floor: Floor,
+    cfg: NegativeEigenvaluesConfig,
+    plans: list[RunPlan],
+    batched: bool | None,
+) -> list[RunResult]:
+    if batched is None:
+        batched = batched_by_default(problem.device)
+    if batched:
+        return run_batched(problem, floor, cfg, plans)
+    return [_run_planned(problem, floor, cfg, p) for p in plans]
+
+
 def sweep(
     problem: Problem,
     floor: Floor,
@@ -378,22 +550,21 @@ def sweep(
     tau: tuple[float, float] | None = None,
     snapshots: int | None = None,
     checkpoint_dir: str | Path | None = None,
+    batched: bool | None = None,
 ) -> Sweep:
-    """Both sweeps of ``cfg`` for one protocol; finished runs are read from their checkpoints."""
+    """Both sweeps of ``cfg`` for one protocol; finished runs are read from their checkpoints.
+
+    With ``batched`` (default: :func:`batched_by_default` of the problem's device) the runs
+    advance together (:func:`run_batched`), to the same results up to rounding."""
     choice("protocol", protocol, PROTOCOLS)
-    done: dict[tuple[float, int], RunResult] = {}
-
-    def get(eta: float, batch_size: int) -> RunResult:
-        if (eta, batch_size) not in done:
-            done[eta, batch_size] = run_sgd(
-                problem, floor, cfg, protocol, eta, batch_size, seed,
-                tau=tau, snapshots=snapshots, checkpoint_dir=checkpoint_dir,
-            )  # fmt: skip
-        return done[eta, batch_size]
-
-    eta_runs = [get(eta, cfg.batch_size0) for eta in sorted(cfg.etas)]
-    batch_runs = [get(cfg.eta0, s) for s in sorted(cfg.batch_sizes)]
-    return Sweep(protocol, eta_runs, batch_runs)
+    pairs = sweep_pairs(cfg)
+    plans = [
+        plan_run(floor, cfg, protocol, eta, s, seed, tau=tau, snapshots=snapshots,
+                 checkpoint_dir=checkpoint_dir)
+        for eta, s in pairs
+    ]  # fmt: skip
+    results = _run_plans(problem, floor, cfg, plans, batched)
+    return _sweep_of(protocol, cfg, dict(zip(pairs, results, strict=True)))
 
 
 @dataclass
@@ -414,12 +585,29 @@ def run_seed(
     device: torch.device | str,
     floor_dir: str | Path | None = None,
     runs_dir: str | Path | None = None,
+    *,
+    batched: bool | None = None,
 ) -> SeedResult:
     """One seed's data subset, initialization and floor (cached in ``floor_dir``), and both
-    protocols' sweeps (checkpointed in ``runs_dir``)."""
+    protocols' sweeps (checkpointed in ``runs_dir``).  With ``batched`` (default:
+    :func:`batched_by_default` of ``device``) all runs of both protocols advance together."""
     problem = setup(cfg.floor, seed, device)
     floor = find_floor(problem, cfg.floor, seed, floor_dir)
-    mb = sweep(problem, floor, cfg, "minibatch", seed, tau=cfg.minibatch_tau,
-               snapshots=cfg.minibatch_snapshots, checkpoint_dir=runs_dir)  # fmt: skip
-    sampled = sweep(problem, floor, cfg, "sampled-labels", seed, checkpoint_dir=runs_dir)
+    pairs = sweep_pairs(cfg)
+    windows = {
+        "minibatch": (cfg.minibatch_tau, cfg.minibatch_snapshots),
+        "sampled-labels": ((cfg.tau_equil, cfg.tau_measure), cfg.snapshots),
+    }
+    plans = [
+        plan_run(floor, cfg, protocol, eta, s, seed, tau=tau, snapshots=snaps,
+                 checkpoint_dir=runs_dir)
+        for protocol, (tau, snaps) in windows.items()
+        for eta, s in pairs
+    ]  # fmt: skip
+    results = _run_plans(problem, floor, cfg, plans, batched)
+    done = {(p.protocol, p.eta, p.batch_size): r for p, r in zip(plans, results, strict=True)}
+    mb, sampled = (
+        _sweep_of(protocol, cfg, {(e, s): done[protocol, e, s] for e, s in pairs})
+        for protocol in windows
+    )
     return SeedResult(seed, problem, floor, mb, sampled)
