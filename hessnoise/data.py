@@ -11,7 +11,8 @@
 
 :func:`load` turns any of them into a float tensor pair ``(X, y)``: a class-balanced, seeded
 subset, optionally average-pooled to ``size × size`` pixels, flattened and scaled to [0, 1].
-Offline with the data missing, every loader raises :class:`DataMissing`, which says how to get it.
+Offline with the data missing, every loader raises :class:`DataMissing`, which says how to get it;
+``HESSNOISE_OFFLINE=1`` turns every download off (no waiting for a connection that never comes).
 
 Run ``python -m hessnoise.data check`` to see whether Fashion-MNIST is available.
 """
@@ -48,6 +49,12 @@ HOW_TO_GET_FASHION = (
 
 class DataMissing(FileNotFoundError):
     """A dataset is not on this machine; the message says how to get it."""
+
+
+def offline() -> bool:
+    """Whether ``$HESSNOISE_OFFLINE`` forbids downloads (set on machines with no internet,
+    where a download would only wait for a connection that never comes)."""
+    return os.environ.get("HESSNOISE_OFFLINE", "") not in ("", "0")
 
 
 def data_root(root: str | Path | None = None) -> Path:
@@ -98,6 +105,7 @@ def fashion_mnist(train: bool = True, root: str | Path | None = None, download: 
 
     root = data_root(root)
     raw = _fashion_raw(root)
+    download = download and not offline()
     if not download and not all((raw / n).exists() for n in IDX_FILES):
         raise DataMissing(
             f"Fashion-MNIST not found in {raw} nor {DEBIAN_FASHION}. {HOW_TO_GET_FASHION}"
@@ -113,7 +121,7 @@ def _torchvision(name: str, train: bool, root: str | Path | None, download: bool
     ]
     root = data_root(root)
     try:
-        return cls(str(root), train=train, download=download)
+        return cls(str(root), train=train, download=download and not offline())
     except RuntimeError as err:  # torchvision: "Dataset not found ..." when offline and missing
         raise DataMissing(
             f"{name} not found under {root} ({err}). Pass download=True on a machine with internet "

@@ -49,6 +49,9 @@ class FloorConfig:
 
     ``floor_method`` is ``'gauss-newton'`` (from the initialization) or ``'gd+gauss-newton'``
     (the paper's gradient descent, ``gd_lr`` for ``gd_epochs`` epochs, then Gauss–Newton).
+    ``fallback`` is the dataset that stands in when ``dataset`` is not on the machine and
+    cannot be downloaded (a GPU machine without internet); :attr:`Problem.dataset` says which
+    was used.
     """
 
     dataset: str
@@ -65,9 +68,12 @@ class FloorConfig:
     expected_params: int | None = None
     assert_interpolation: bool = True
     download: bool = False
+    fallback: str | None = None
 
     def __post_init__(self) -> None:
         choice("dataset", self.dataset, DATASETS)
+        if self.fallback is not None:
+            choice("fallback", self.fallback, DATASETS)
         positive_int("n", self.n)
         positive_int("hidden", self.hidden)
         number("eps", self.eps, lo=0, hi=1, lo_open=True, hi_open=True)
@@ -79,7 +85,8 @@ class FloorConfig:
         """``smoke``: 20 Fashion-MNIST images at 7×7, 16 hidden units (P = 970).
         ``small``: 50 images at 7×7, 24 hidden units (P = 1,450, N(K−1) = 450).
         ``paper``: Section 4.1, 500 MNIST images at 14×14, 30 hidden units (P = 6,220),
-        gradient descent at lr 0.1 for 10k epochs, then Gauss–Newton."""
+        gradient descent at lr 0.1 for 10k epochs, then Gauss–Newton; Fashion-MNIST at 14×14
+        stands in where MNIST is missing and cannot be downloaded."""
         return by_scale(
             scale,
             smoke=cls(dataset="fashion-mnist", n=20, size=7, hidden=16),
@@ -87,7 +94,7 @@ class FloorConfig:
             paper=cls(
                 dataset="mnist", n=500, size=14, hidden=30, floor_method="gd+gauss-newton",
                 floor_iter=300, expected_params=PAPER_PARAMS, assert_interpolation=False,
-                download=True,
+                download=True, fallback="fashion-mnist",
             ),
         )  # fmt: skip
 
@@ -110,13 +117,15 @@ class FloorConfig:
 @dataclass(frozen=True)
 class Problem:
     """Data, smoothed targets and the network f(θ, x) on one device; ``theta_init`` ``(P,)``
-    is the initialization."""
+    is the initialization; ``dataset`` the images actually used (the config's, or its
+    fallback)."""
 
     x: Tensor
     y: Tensor
     q: Tensor
     net: FlatNet
     theta_init: Tensor
+    dataset: str = ""
 
     @property
     def n_params(self) -> int:
@@ -189,14 +198,22 @@ class Problem:
 
 
 def setup(cfg: FloorConfig, seed: int, device: torch.device | str) -> Problem:
-    """Load the class-balanced subset (drawn with ``seed``) and build the network on ``device``."""
-    x, y = data.load(cfg.dataset, cfg.n, size=cfg.size, seed=seed, download=cfg.download)
+    """Load the class-balanced subset (drawn with ``seed``) and build the network on ``device``;
+    the config's ``fallback`` dataset stands in if its own is missing."""
+    name = cfg.dataset
+    try:
+        x, y = data.load(name, cfg.n, size=cfg.size, seed=seed, download=cfg.download)
+    except data.DataMissing:
+        if cfg.fallback is None:
+            raise
+        name = cfg.fallback
+        x, y = data.load(name, cfg.n, size=cfg.size, seed=seed)
     x, y = x.to(device=device, dtype=DTYPE), y.to(device)
     module = models.mlp(
         x.shape[1], [cfg.hidden], N_CLASSES, activation=cfg.activation, seed=seed, device=device
     )
     net = FlatNet(module)
-    return Problem(x, y, smoothed_targets(y, N_CLASSES, cfg.eps), net, net.theta0())
+    return Problem(x, y, smoothed_targets(y, N_CLASSES, cfg.eps), net, net.theta0(), name)
 
 
 @dataclass
@@ -242,10 +259,13 @@ def max_sample_gradient(problem: Problem, theta: Tensor) -> float:
 
 
 def floor_fingerprint(problem: Problem, cfg: FloorConfig, seed: int) -> str:
-    """What the floor depends on: the configuration, the seed and the initialization."""
+    """What the floor depends on: the configuration, the seed, the initialization, and the
+    dataset when a fallback stood in for the config's."""
+    stand_in = [problem.dataset] if problem.dataset not in ("", cfg.dataset) else []
     return checkpoints.fingerprint(
-        CHECKPOINT_VERSION, asdict(cfg), seed, checkpoints.tensor_hash(problem.theta_init)
-    )
+        CHECKPOINT_VERSION, asdict(cfg), seed, checkpoints.tensor_hash(problem.theta_init),
+        *stand_in,
+    )  # fmt: skip
 
 
 def find_floor(
@@ -302,7 +322,9 @@ def floor_facts(problem: Problem, floor: Floor, cfg: FloorConfig) -> dict[str, f
     """The numbers a chapter states about its network and floor, for ``Chapter.record``."""
     h_q = target_entropy(cfg.eps, N_CLASSES)
     return {
-        "dataset": cfg.dataset,
+        "dataset": problem.dataset or cfg.dataset,
+        "dataset_requested": cfg.dataset,
+        "dataset_stands_in": int(problem.dataset not in ("", cfg.dataset)),
         "n_samples": cfg.n,
         "image_side": cfg.size or 0,
         "hidden": cfg.hidden,
