@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine:
 #   make book [SCALE=smoke|small|paper] [DEVICE=auto|cpu|cuda]   the book
 #   make test                                                    the fast loop (unit tests)
+#   make bench [DEVICE=cuda]                                     the curvature benchmark
 # and `make check` runs every test, the slow ones too (the whole book at smoke scale,
 # end-to-end runs); CI (.ci/run) runs it.  Each creates .venv and installs
 # requirements.txt into it when that is missing.
@@ -35,10 +36,12 @@ check: $(STAMP) data
 	$(PY) -m pytest -q
 
 # Optional: PyHessian and curvlinops are installed into .venv only for the benchmark.
+# `make bench DEVICE=cuda` benchmarks the GPU instead: _build/bench/curvature-cuda.json.
+BENCH_DEVICE = $(if $(filter cuda,$(DEVICE)),cuda,cpu)
 bench: $(STAMP) data
 	$(PY) -m pip install --quiet -r requirements-bench.txt
-	$(PY) scripts/bench_curvature.py
-	$(PY) scripts/bench_threads.py
+	$(PY) scripts/bench_curvature.py --device $(BENCH_DEVICE)
+	@if [ "$(BENCH_DEVICE)" = cpu ]; then $(PY) scripts/bench_threads.py; fi
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
