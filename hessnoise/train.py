@@ -19,6 +19,7 @@ result record; nothing is written into a model.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -277,6 +278,14 @@ def sgd(
     return SGDResult(theta, records, steps, resumed_from)
 
 
+def _gather(records: list[Any]) -> None:
+    """Replace each ``(step, Future)`` in ``records`` by its record (in place, in order)."""
+    for k, rec in enumerate(records):
+        if isinstance(rec, tuple):
+            step, future = rec
+            records[k] = {"step": step, **future.result()}
+
+
 def _resume(
     checkpoint: str | Path | None, fingerprint: str, theta0: Tensor, gen: torch.Generator
 ) -> tuple[Tensor, Tensor, list[dict[str, Any]], int]:
@@ -335,7 +344,9 @@ class SGDRun:
     fingerprint: str = ""
 
 
-BatchCallback = Callable[[list[int], list[int], Tensor], list[dict[str, Any] | None]]
+BatchCallback = Callable[
+    [list[int], list[int], Tensor], list["dict[str, Any] | Future[dict[str, Any]] | None"]
+]
 
 
 def sgd_batched(
@@ -359,6 +370,9 @@ def sgd_batched(
     ``callback(runs, steps, thetas)`` is called after each step at which some runs reach a
     multiple of their ``every``: their indices into ``runs``, their step numbers and their θ
     ``(k, P)``; it returns one record (or ``None``) per run, stored as :func:`sgd` stores them.
+    A record may also be a ``concurrent.futures.Future`` of one, for work the callback hands
+    to another thread (on a GPU, eigensolves overlap the next steps): it is waited for before
+    that run's next checkpoint, and at its end.
     Each run checkpoints to its own path in :func:`sgd`'s format and with its fingerprint, so
     a killed sweep resumes run by run, and either function can resume the other's checkpoint.
     Returns one :class:`SGDResult` per run, in order.
@@ -449,12 +463,15 @@ def sgd_batched(
             ids = [active[row] for row in due]
             recs = callback(ids, [step[i] for i in ids], theta[due])
             for i, rec in zip(ids, recs, strict=True):
-                if rec is not None:
+                if isinstance(rec, Future):
+                    records[i].append((step[i], rec))  # gathered before it is saved
+                elif rec is not None:
                     records[i].append({"step": step[i], **rec})
         for row, i in enumerate(active):
             run = runs[i]
             at_checkpoint = step[i] % checkpoint_every == 0 and step[i] < run.steps
             if at_checkpoint or step[i] == run.steps:
+                _gather(records[i])
                 thetas[i], velocities[i] = theta[row].clone(), velocity[row].clone()
                 _save(run.checkpoint, run.fingerprint, step[i], thetas[i], velocities[i],
                       gens[i], records[i])  # fmt: skip

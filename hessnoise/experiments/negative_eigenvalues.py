@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import zlib
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -358,10 +359,16 @@ def _record(
 
 
 def _records(
-    problem: Problem, floor: Floor, plans: list[RunPlan], steps: list[int], thetas: Tensor
-) -> list[dict[str, Any] | None]:
-    """:func:`_record` for several runs at once, their eigensolves batched."""
-    out: list[dict[str, Any] | None] = [None] * len(plans)
+    problem: Problem,
+    floor: Floor,
+    plans: list[RunPlan],
+    steps: list[int],
+    thetas: Tensor,
+    pool: ThreadPoolExecutor | None = None,
+) -> list[Any]:
+    """:func:`_record` for several runs at once, their eigensolves batched; with ``pool``, the
+    snapshots are handed to its thread and their records come back as futures."""
+    out: list[Any] = [None] * len(plans)
     live = [i for i, (p, t) in enumerate(zip(plans, steps, strict=True)) if t > p.equil]
     if not live:
         return out
@@ -370,10 +377,35 @@ def _records(
     for i, loss in zip(live, losses, strict=True):
         out[i] = {"excess": loss - floor.loss}
     ends = [i for i in live if (steps[i] - plans[i].equil) % plans[i].block == 0]
-    if ends:
-        for i, snap in zip(ends, snapshots(problem, thetas[ends]), strict=True):
-            out[i].update(snap)
-            out[i].update(_fdr(problem, floor, plans[i], thetas[i]))
+    if not ends:
+        return out
+    at = thetas[ends]  # a copy: the steps go on while a pool works on it
+    base = [out[i] for i in ends]
+
+    def complete() -> list[dict[str, Any]]:
+        return [
+            {**rec, **snap, **_fdr(problem, floor, plans[i], theta)}
+            for i, rec, snap, theta in zip(ends, base, snapshots(problem, at), at, strict=True)
+        ]
+
+    if pool is None:
+        for i, rec in zip(ends, complete(), strict=True):
+            out[i] = rec
+        return out
+    futures = [Future() for _ in ends]
+
+    def work() -> None:
+        try:
+            for future, rec in zip(futures, complete(), strict=True):
+                future.set_result(rec)
+        except BaseException as err:  # handed to the thread that waits for the records
+            for future in futures:
+                if not future.done():
+                    future.set_exception(err)
+
+    pool.submit(work)
+    for i, future in zip(ends, futures, strict=True):
+        out[i] = future
     return out
 
 
@@ -455,19 +487,33 @@ def _run_planned(
 
 
 def run_batched(
-    problem: Problem, floor: Floor, cfg: NegativeEigenvaluesConfig, plans: list[RunPlan]
+    problem: Problem,
+    floor: Floor,
+    cfg: NegativeEigenvaluesConfig,
+    plans: list[RunPlan],
+    *,
+    overlap: bool | None = None,
 ) -> list[RunResult]:
     """The runs of ``plans`` advanced together (:func:`hessnoise.train.sgd_batched`): each
     draws its own batches from its own generator, as :func:`run_sgd` does, so it gives
     :func:`run_sgd`'s result up to rounding; snapshots that fall on the same step are
     eigensolved in one batch.  Each run keeps its own checkpoint, in :func:`run_sgd`'s
-    format."""
+    format.
+
+    With ``overlap`` (default: on a GPU) a second thread computes the snapshots while the
+    steps go on: the device's eigensolves then run while the host launches the next steps,
+    which is what the steps of a small network cost.  The results are the same.
+    """
+    if overlap is None:
+        overlap = problem.device.type == "cuda"
 
     def sample_loss(theta: Tensor, xb: Tensor, tb: Tensor) -> Tensor:
         return cross_entropy(problem.net(theta, xb), tb, reduction="none")
 
-    def callback(ids: list[int], steps: list[int], thetas: Tensor) -> list[dict[str, Any] | None]:
-        return _records(problem, floor, [plans[i] for i in ids], steps, thetas)
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="snapshots") if overlap else None
+
+    def callback(ids: list[int], steps: list[int], thetas: Tensor) -> list[Any]:
+        return _records(problem, floor, [plans[i] for i in ids], steps, thetas, pool)
 
     runs = [
         train.SGDRun(
@@ -482,10 +528,14 @@ def run_batched(
         )
         for p in plans
     ]
-    with threads("small"):
-        res = train.sgd_batched(
-            sample_loss, runs, callback=callback, checkpoint_every=cfg.checkpoint_every
-        )
+    try:
+        with threads("small"):
+            res = train.sgd_batched(
+                sample_loss, runs, callback=callback, checkpoint_every=cfg.checkpoint_every
+            )
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
     return [_result(problem, floor, cfg, p, r) for p, r in zip(plans, res, strict=True)]
 
 

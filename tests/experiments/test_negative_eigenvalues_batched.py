@@ -63,7 +63,9 @@ def assert_same_runs(seq, bat, floor, tmp_path):
             assert b.end_floor_trace == pytest.approx(a.end_floor_trace, rel=1e-8)
 
 
-@pytest.mark.parametrize("protocol", ne.PROTOCOLS)
+@pytest.mark.parametrize(
+    "protocol", ["minibatch", pytest.param("sampled-labels", marks=pytest.mark.slow)]
+)
 def test_batched_sweep_gives_the_sequential_results(tiny, tmp_path, protocol):
     _cfg, problem, floor = tiny
     seq, bat = run_both(problem, floor, protocol, tmp_path)
@@ -113,3 +115,35 @@ def test_cuda_batched_sweep_gives_the_sequential_results(tmp_path):
     floor = fl.find_floor(problem, TINY_FLOOR, 0)
     seq, bat = run_both(problem, floor, "sampled-labels", tmp_path)
     assert_same_runs(seq, bat, floor, tmp_path)
+
+
+@pytest.mark.slow
+def test_snapshots_on_a_second_thread_give_the_same_runs_and_resume(tiny, tmp_path, monkeypatch):
+    # what a GPU does by default: eigensolves on a second thread while the steps go on
+    _cfg, problem, floor = tiny
+    cfg = dataclasses.replace(SHORT, checkpoint_every=20)
+
+    def plans(checkpoint_dir=None):
+        return [ne.plan_run(floor, cfg, "sampled-labels", eta, s, 0, checkpoint_dir=checkpoint_dir)
+                for eta, s in ne.sweep_pairs(cfg)]  # fmt: skip
+
+    ref = ne.run_batched(problem, floor, cfg, plans(), overlap=False)
+    calls = {"n": 0}
+    real = ne.snapshots
+
+    def dies(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise Killed
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ne, "snapshots", dies)
+    with pytest.raises(Killed):  # raised on the second thread, reported on the first
+        ne.run_batched(problem, floor, cfg, plans(tmp_path), overlap=True)
+    monkeypatch.setattr(ne, "snapshots", real)
+    got = ne.run_batched(problem, floor, cfg, plans(tmp_path), overlap=True)
+    assert any(r.resumed_from > 0 for r in got)
+    for a, b in zip(ref, got, strict=True):
+        assert close(a.block_excess, b.block_excess, floor.loss)
+        assert close(a.sum_neg, b.sum_neg, floor.trace) and torch.equal(a.n_neg, b.n_neg)
+        assert close(a.fdr_lhs, b.fdr_lhs, fdr_scale(a, floor))
