@@ -62,13 +62,14 @@ def _symmetric_index(d: int, device: torch.device) -> tuple[Tensor, Tensor]:
 
 
 def kronecker_block(z: Tensor, a: Tensor, *, memory_budget: int) -> Tensor:
-    """Σ_n Z_n ⊗ a_n a_nᵀ as ``(d_out·d_in, d_out·d_in)``, row-major in ``W``, exactly symmetric.
+    """Σ_n Z_n ⊗ a_n a_nᵀ as ``(d_out, d_out, d_in, d_in)``: entry [a, b, i, j] is the block's
+    entry at row (a, i) and column (b, j) of ``W`` (row-major), so that entry and its
+    transpose [b, a, j, i] are the same number.
 
     ``z`` is ``(M, d_out, d_out)``, ``a`` ``(M, d_in)``.  Both factors are symmetric, so only
     the upper triangles of ``Z_n`` and of ``a_n a_nᵀ`` enter the product (a quarter of the
-    work); every entry and its transpose are then read from the same number.  Samples are
-    taken in chunks so that the packed outer products fit in a quarter of ``memory_budget``
-    bytes.
+    work).  Samples are taken in chunks so that the packed outer products fit in a quarter of
+    ``memory_budget`` bytes.  :func:`add_block` and :func:`block_matvec` use the result.
     """
     m, d_out, _ = z.shape
     d_in = a.shape[1]
@@ -82,8 +83,17 @@ def kronecker_block(z: Tensor, a: Tensor, *, memory_budget: int) -> Tensor:
         ac = a[s : s + step]
         packed.addmm_(zs[s : s + step].T, ac[:, in_tri[0]] * ac[:, in_tri[1]])  # (U, T)
     full = packed.index_select(1, in_where.reshape(-1)).index_select(0, out_where.reshape(-1))
-    block = torch.empty(d_out * d_in, d_out * d_in, dtype=a.dtype, device=a.device)
-    block.view(d_out, d_in, d_out, d_in).copy_(
-        full.view(d_out, d_out, d_in, d_in).permute(0, 2, 1, 3)
-    )
-    return block
+    return full.view(d_out, d_out, d_in, d_in)
+
+
+def add_block(out: Tensor, blocks: Tensor) -> None:
+    """Add :func:`kronecker_block`'s ``blocks`` into ``out`` ``(d_out·d_in, d_out·d_in)`` (a
+    view into a larger matrix will do), in place."""
+    d_out, _, d_in, _ = blocks.shape
+    out.view(d_out, d_in, d_out, d_in).add_(blocks.permute(0, 2, 1, 3))
+
+
+def block_matvec(blocks: Tensor, v: Tensor) -> Tensor:
+    """The block of :func:`kronecker_block` times ``v`` ``(d_out·d_in,)``."""
+    d_out, _, d_in, _ = blocks.shape
+    return torch.einsum("abij,bj->ai", blocks, v.view(d_out, d_in)).reshape(-1)

@@ -487,17 +487,18 @@ class HessianOperator:
             z = linear_block.output_hessians(phi, a.new_zeros(a.shape[0], module.out_features))
         finally:
             handle.remove()
-        block = linear_block.kronecker_block(w * z, a, memory_budget=self.memory_budget)
+        blocks = linear_block.kronecker_block(w * z, a, memory_budget=self.memory_budget)
         # The Kronecker form assumes samples that do not interact; one product checks it.
         gen = torch.Generator(device=self.device).manual_seed(0)
-        v = torch.randn(block.shape[0], generator=gen, dtype=self.dtype, device=self.device)
+        v = torch.randn(out[span, span].shape[0], generator=gen, dtype=self.dtype,
+                        device=self.device)  # fmt: skip
         expected = w * hvp(v.reshape(self.params[name].shape))[name].reshape(-1)
-        error = (block @ v - expected).norm() / expected.norm().clamp_min(
-            torch.finfo(self.dtype).tiny
-        )
+        error = (
+            linear_block.block_matvec(blocks, v) - expected
+        ).norm() / expected.norm().clamp_min(torch.finfo(self.dtype).tiny)
         if not error.item() <= torch.finfo(self.dtype).eps ** 0.5:
             return False
-        out[span, span] += block
+        linear_block.add_block(out[span, span], blocks)
         return True
 
     def _dense_fwd_rev(self, chunk: int | None) -> Tensor:

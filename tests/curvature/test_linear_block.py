@@ -10,7 +10,7 @@ from torch import nn
 
 from hessnoise import models
 from hessnoise.curvature import HessianOperator, hessian_matrix
-from hessnoise.curvature.linear_block import kronecker_block
+from hessnoise.curvature.linear_block import add_block, block_matvec, kronecker_block
 
 F64 = torch.float64
 
@@ -21,9 +21,15 @@ def test_kronecker_block_is_the_sum_of_kronecker_products():
     z = z + z.transpose(1, 2)
     a = torch.randn(6, 4, dtype=F64, generator=gen)
     ref = sum(torch.kron(z[n], torch.outer(a[n], a[n])) for n in range(6))
+    v = torch.randn(12, dtype=F64, generator=gen)
     for budget in (1, 1 << 30):  # one sample per chunk, and all at once
-        block = kronecker_block(z, a, memory_budget=budget)
+        blocks = kronecker_block(z, a, memory_budget=budget)
+        big = torch.ones(15, 15, dtype=F64)  # the block goes into a view of a larger matrix
+        add_block(big[2:14, 3:15], blocks)
+        block = big[2:14, 3:15] - 1
         assert rel_err(block, ref) < 1e-14 and torch.equal(block, block.T)
+        assert (big[:2] == 1).all() and (big[:, :3] == 1).all() and (big[14:] == 1).all()
+        assert rel_err(block_matvec(blocks, v), ref @ v) < 1e-14
 
 
 @pytest.mark.parametrize("merge", [True, False])
