@@ -4,8 +4,9 @@
 #   scripts/fetch-gpu-wheels.sh DIR [PYTHON_VERSION]
 #
 #   DIR/wheels/  papermill, jupytext, nbclient and ipykernel (the versions of requirements.txt)
-#                with every dependency, as binary wheels for CPython PYTHON_VERSION (default
-#                3.12, the GPU image's: /work/.library/device/KINDS.md) on manylinux x86-64;
+#                with every dependency, and the benchmark's PyHessian and curvlinops
+#                (requirements-bench.txt) with what a PyTorch image lacks of theirs, as wheels
+#                for CPython PYTHON_VERSION (default 3.12, the GPU image's) on manylinux x86-64;
 #   DIR/data/    Fashion-MNIST (from $HESSNOISE_DATA or Debian's dataset-fashion-mnist), and
 #                MNIST too when this machine has torchvision's files for it, in torchvision's
 #                layout: the GPU machine's $HESSNOISE_DATA.
@@ -15,7 +16,7 @@
 set -euo pipefail
 
 if [ $# -lt 1 ] || [ $# -gt 2 ] || [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then
-    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
     exit 2
 fi
 dir=$1
@@ -40,9 +41,16 @@ for tag in manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_26_x86_64 \
     manylinux_2_5_x86_64 manylinux1_x86_64; do
     platforms+=(--platform "$tag")
 done
-"$py" -m pip download --quiet --disable-pip-version-check --only-binary=:all: \
-    --python-version "$pyver" --implementation cp --abi "cp${pyver/./}" "${platforms[@]}" \
+target=(--python-version "$pyver" --implementation cp --abi "cp${pyver/./}" "${platforms[@]}")
+"$py" -m pip download --quiet --disable-pip-version-check --only-binary=:all: "${target[@]}" \
     -d "$dir/wheels" "${pins[@]}" nbclient
+# The benchmark's comparison libraries and what the GPU image lacks of their dependencies
+# (with a few it has, in case an image lacks them): all pure Python; torch, torchvision, numpy
+# and scipy are the image's own.
+mapfile -t bench < <(grep -E '^[A-Za-z]' "$root/requirements-bench.txt")
+"$py" -m pip download --quiet --disable-pip-version-check --only-binary=:all: --no-deps \
+    "${target[@]}" -d "$dir/wheels" "${bench[@]}" backpack-for-pytorch einconv unfoldNd einops \
+    linear-operator opt-einsum jaxtyping wadler-lindig
 echo "wheels: $(find "$dir/wheels" -name '*.whl' | wc -l) in $dir/wheels ($(du -sh "$dir/wheels" | cut -f1))"
 
 # The data.  torchvision's layout: <root>/FashionMNIST/raw/*.gz, <root>/MNIST/raw/*.

@@ -10,7 +10,8 @@
 # 3. bench:   scripts/bench_curvature.py --device cuda.
 #
 # BUNDLE is what scripts/fetch-gpu-wheels.sh gathered: BUNDLE/wheels (papermill, jupytext,
-# nbclient, ipykernel and their dependencies, installed with pip --no-index when missing) and
+# nbclient, ipykernel and their dependencies, and the benchmark's PyHessian and curvlinops,
+# installed with pip --no-index when missing) and
 # BUNDLE/data ($HESSNOISE_DATA: Fashion-MNIST stands in for MNIST where MNIST is not there).
 # A folder of wheels alone works too.  Downloads are off (HESSNOISE_OFFLINE=1).
 #
@@ -19,6 +20,9 @@
 # (converted notebooks, checkpoints) under OUTDIR/work, or GPU_CHECK_WORK, where a second
 # call resumes the chapter's runs from their checkpoints.
 #
+# With this workplace's device tool: here, scripts/fetch-gpu-wheels.sh .gpu (git ignores it);
+# there, `bash scripts/gpu-check.sh $OUT .gpu` with carry [".gpu"] and timeout_s 600.
+#
 # Settings (environment): GPU_CHECK_BUDGET seconds in all (560), GPU_CHECK_STAGES (tests,
 # chapter,bench), GPU_CHECK_DEVICE (cuda; cpu for a dry run), GPU_CHECK_SCALE (paper; smoke for
 # a dry run), GPU_CHECK_FOLLOW_UP (90), GPU_CHECK_BENCH_ARGS (--repeats 3 --exact-repeats 2),
@@ -26,7 +30,7 @@
 set -uo pipefail
 
 if [ $# -lt 1 ] || [ $# -gt 2 ] || [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then
-    sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'
+    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
     exit 2
 fi
 out=$(mkdir -p "$1" && cd "$1" && pwd)
@@ -101,6 +105,16 @@ if ! "$py" -c "import papermill, jupytext, nbclient, ipykernel" 2>/dev/null; the
         --find-links "$wheels" papermill jupytext nbclient ipykernel >>"$log" 2>&1; then
         say "pip could not install them from $wheels: see $log"
         exit 1
+    fi
+fi
+
+if wants bench && ! "$py" -c "import pyhessian, curvlinops" 2>/dev/null; then
+    if [ -n "$wheels" ] && [ -d "$wheels" ] && "$py" -m pip install --quiet \
+        --disable-pip-version-check --no-index --find-links "$wheels" \
+        -r "$root/requirements-bench.txt" >>"$log" 2>&1; then
+        say "installed PyHessian and curvlinops from $wheels"
+    else
+        say "PyHessian or curvlinops missing: the benchmark leaves their rows empty"
     fi
 fi
 
