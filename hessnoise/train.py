@@ -255,7 +255,8 @@ def sgd(
     resumed_from = start
 
     def save(step: int) -> None:
-        _save(checkpoint, fingerprint, step, theta, velocity, gen, records)
+        _save(checkpoint, fingerprint, step=step, theta=theta, velocity=velocity,
+              generator=gen.get_state(), records=records)  # fmt: skip
 
     def grad(theta: Tensor, *batch: Tensor) -> Tensor:
         # plain autograd: a third less overhead per step than torch.func.grad for small models
@@ -306,12 +307,15 @@ def _resume(
 def _save(
     checkpoint: str | Path | None,
     fingerprint: str,
+    *,
     step: int,
     theta: Tensor,
     velocity: Tensor,
-    gen: torch.Generator,
+    generator: Tensor,
     records: list[dict[str, Any]],
 ) -> None:
+    """The state of a run after ``step`` (``generator``: its generator's state) at
+    ``checkpoint``, atomically."""
     if checkpoint is None:
         return
     save_checkpoint(
@@ -321,7 +325,7 @@ def _save(
             "step": step,
             "theta": theta.cpu(),
             "velocity": velocity.cpu(),
-            "generator": gen.get_state(),
+            "generator": generator,
             "records": records,
         },
     )
@@ -371,8 +375,9 @@ def sgd_batched(
     multiple of their ``every``: their indices into ``runs``, their step numbers and their θ
     ``(k, P)``; it returns one record (or ``None``) per run, stored as :func:`sgd` stores them.
     A record may also be a ``concurrent.futures.Future`` of one, for work the callback hands
-    to another thread (on a GPU, eigensolves overlap the next steps): it is waited for before
-    that run's next checkpoint, and at its end.
+    to another thread (on a GPU, eigensolves overlap the next steps): a checkpoint is written
+    once the records it holds are complete, and the results once all are, so the steps never
+    wait for that thread (a kill then loses the checkpoints not yet written, not their runs).
     Each run checkpoints to its own path in :func:`sgd`'s format and with its fingerprint, so
     a killed sweep resumes run by run, and either function can resume the other's checkpoint.
     Returns one :class:`SGDResult` per run, in order.
@@ -424,10 +429,26 @@ def sgd_batched(
         return (sample_loss(theta, *batch) * weights).sum()
 
     grad_all = torch.func.vmap(torch.func.grad(weighted))
+    done = [r is not None for r in results]
+    # Checkpoints (and final states) wait here until their records are complete: saving them
+    # never waits for another thread, so the steps go on while it works.
+    unsaved: list[tuple[int, dict[str, Any]]] = []
+
+    def save_ready(wait: bool) -> None:
+        keep = []
+        for i, state in unsaved:
+            pending = [rec[1] for rec in state["records"] if isinstance(rec, tuple)]
+            if wait or all(f.done() for f in pending):
+                _gather(state["records"])
+                _save(runs[i].checkpoint, runs[i].fingerprint, **state)
+            else:
+                keep.append((i, state))
+        unsaved[:] = keep
+
     active: list[int] = []
     theta = velocity = torch.empty(0)
     while True:
-        now = [i for i in range(len(runs)) if results[i] is None]
+        now = [i for i in range(len(runs)) if not done[i]]
         if not now:
             break
         if now != active:  # the set of runs changed: keep the state of those that go on
@@ -471,10 +492,18 @@ def sgd_batched(
             run = runs[i]
             at_checkpoint = step[i] % checkpoint_every == 0 and step[i] < run.steps
             if at_checkpoint or step[i] == run.steps:
-                _gather(records[i])
                 thetas[i], velocities[i] = theta[row].clone(), velocity[row].clone()
-                _save(run.checkpoint, run.fingerprint, step[i], thetas[i], velocities[i],
-                      gens[i], records[i])  # fmt: skip
-            if step[i] == run.steps:
-                results[i] = SGDResult(thetas[i], records[i], run.steps, resumed[i])
+                if run.checkpoint is not None:
+                    unsaved.append((i, {
+                        "step": step[i], "theta": thetas[i], "velocity": velocities[i],
+                        "generator": gens[i].get_state(), "records": list(records[i]),
+                    }))  # fmt: skip
+            done[i] = step[i] == run.steps
+        if unsaved:
+            save_ready(wait=False)
+    save_ready(wait=True)
+    for i, run in enumerate(runs):
+        if results[i] is None:
+            _gather(records[i])
+            results[i] = SGDResult(thetas[i], records[i], run.steps, resumed[i])
     return [r for r in results if r is not None]

@@ -26,10 +26,11 @@ host sees a scalar per loss evaluation and the eigenvalues of each snapshot.
 
 from __future__ import annotations
 
+import copy
 import math
 import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ from hessnoise._validate import choice, number
 from hessnoise.curvature import Spectrum
 from hessnoise.experiments.floor import DTYPE, Floor, FloorConfig, Problem, find_floor, setup
 from hessnoise.losses import cross_entropy
+from hessnoise.params import FlatNet
 from hessnoise.scales import by_scale
 from hessnoise.stats import Estimate, mean_se
 from hessnoise.threads import threads
@@ -364,10 +366,11 @@ def _records(
     plans: list[RunPlan],
     steps: list[int],
     thetas: Tensor,
-    pool: ThreadPoolExecutor | None = None,
+    pool: tuple[ThreadPoolExecutor, Problem] | None = None,
 ) -> list[Any]:
-    """:func:`_record` for several runs at once, their eigensolves batched; with ``pool``, the
-    snapshots are handed to its thread and their records come back as futures."""
+    """:func:`_record` for several runs at once, their eigensolves batched; with ``pool`` (a
+    thread and the problem it may use), the snapshots are handed to that thread and their
+    records come back as futures."""
     out: list[Any] = [None] * len(plans)
     live = [i for i, (p, t) in enumerate(zip(plans, steps, strict=True)) if t > p.equil]
     if not live:
@@ -381,11 +384,12 @@ def _records(
         return out
     at = thetas[ends]  # a copy: the steps go on while a pool works on it
     base = [out[i] for i in ends]
+    where = problem if pool is None else pool[1]
 
     def complete() -> list[dict[str, Any]]:
         return [
-            {**rec, **snap, **_fdr(problem, floor, plans[i], theta)}
-            for i, rec, snap, theta in zip(ends, base, snapshots(problem, at), at, strict=True)
+            {**rec, **snap, **_fdr(where, floor, plans[i], theta)}
+            for i, rec, snap, theta in zip(ends, base, snapshots(where, at), at, strict=True)
         ]
 
     if pool is None:
@@ -403,7 +407,7 @@ def _records(
                 if not future.done():
                     future.set_exception(err)
 
-    pool.submit(work)
+    pool[0].submit(work)
     for i, future in zip(ends, futures, strict=True):
         out[i] = future
     return out
@@ -510,7 +514,12 @@ def run_batched(
     def sample_loss(theta: Tensor, xb: Tensor, tb: Tensor) -> Tensor:
         return cross_entropy(problem.net(theta, xb), tb, reduction="none")
 
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="snapshots") if overlap else None
+    # The second thread gets its own copy of the network: torch.func.functional_call swaps a
+    # module's parameters while it runs, so two threads must never call the same module.
+    pool = None
+    if overlap:
+        own = replace(problem, net=FlatNet(copy.deepcopy(problem.net.module)))
+        pool = (ThreadPoolExecutor(max_workers=1, thread_name_prefix="snapshots"), own)
 
     def callback(ids: list[int], steps: list[int], thetas: Tensor) -> list[Any]:
         return _records(problem, floor, [plans[i] for i in ids], steps, thetas, pool)
@@ -535,7 +544,7 @@ def run_batched(
             )
     finally:
         if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+            pool[0].shutdown(wait=True, cancel_futures=True)
     return [_result(problem, floor, cfg, p, r) for p, r in zip(plans, res, strict=True)]
 
 
