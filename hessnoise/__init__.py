@@ -14,7 +14,8 @@ Modules, one idea each:
 * :mod:`hessnoise.data`, :mod:`hessnoise.models` — datasets and networks;
 * :mod:`hessnoise.stats` — estimates with standard errors, intervals and fits;
   :mod:`hessnoise.checkpoints` — atomic checkpoints and fingerprints;
-  :mod:`hessnoise.threads` — thread counts per workload;
+  :mod:`hessnoise.threads` — thread counts per workload; :mod:`hessnoise.provenance` — the
+  commit, processor and run time a result records;
 * :mod:`hessnoise.report`, :mod:`hessnoise.book`, :mod:`hessnoise.claims`,
   :mod:`hessnoise.scales` — the executable book: a chapter's record, the build, the claims
   table, the three scales;

@@ -13,6 +13,9 @@
 subset, optionally average-pooled to ``size × size`` pixels, flattened and scaled to [0, 1].
 Offline with the data missing, every loader raises :class:`DataMissing`, which says how to get it;
 ``HESSNOISE_OFFLINE=1`` turns every download off (no waiting for a connection that never comes).
+:func:`available` says whether a dataset is on this machine without reading or downloading it,
+and :func:`ensure` fetches it where allowed or raises that same error: the book command runs it
+for every chapter's data before any chapter runs.
 
 Run ``python -m hessnoise.data check`` to see whether Fashion-MNIST is available.
 """
@@ -107,10 +110,67 @@ def fashion_mnist(train: bool = True, root: str | Path | None = None, download: 
     raw = _fashion_raw(root)
     download = download and not offline()
     if not download and not all((raw / n).exists() for n in IDX_FILES):
-        raise DataMissing(
-            f"Fashion-MNIST not found in {raw} nor {DEBIAN_FASHION}. {HOW_TO_GET_FASHION}"
-        )
+        raise DataMissing(_missing_message("fashion-mnist", root))
     return FashionMNIST(str(root), train=train, download=download)
+
+
+# The files torchvision reads, relative to the data root (its own layout; MNIST's idx files
+# decompressed, as torchvision leaves them after a download).
+TORCHVISION_FILES = {
+    "mnist": tuple(f"MNIST/raw/{n}" for n in IDX_FILES),
+    "cifar10": tuple(
+        f"cifar-10-batches-py/{n}"
+        for n in ("batches.meta", *(f"data_batch_{k}" for k in range(1, 6)), "test_batch")
+    ),
+    "cifar100": tuple(f"cifar-100-python/{n}" for n in ("meta", "train", "test")),
+}
+
+
+def _missing_message(name: str, root: Path, detail: str = "") -> str:
+    if name == "fashion-mnist":
+        raw = root / "FashionMNIST" / "raw"
+        return f"Fashion-MNIST not found in {raw} nor {DEBIAN_FASHION}. {HOW_TO_GET_FASHION}"
+    detail = f" ({detail})" if detail else ""
+    return (
+        f"{name} not found under {root}{detail}. Pass download=True on a machine with internet "
+        f"access (torchvision downloads it into {root}), or copy torchvision's files there, "
+        "or set HESSNOISE_DATA to the folder that holds them."
+    )
+
+
+def available(name: str, root: str | Path | None = None) -> bool:
+    """Whether dataset ``name`` (one of :data:`DATASETS`) can be loaded without a download:
+    its files are in torchvision's layout under the data root (Fashion-MNIST: or Debian's
+    package).  Looks at file names only; reads and downloads nothing."""
+    choice("name", name, DATASETS)
+    if name == "digits":  # ships with scikit-learn
+        return True
+    if name == "fashion-mnist":
+        return fashion_mnist_available(root)
+    base = data_root(root)
+    return all((base / f).exists() for f in TORCHVISION_FILES[name])
+
+
+def ensure(name: str, *, download: bool = False, root: str | Path | None = None) -> None:
+    """Make sure dataset ``name`` can be loaded: fetch it with torchvision when it is missing
+    and ``download`` is true; raise :class:`DataMissing`, saying how to get it, otherwise (or
+    when the download fails).  What the book command runs for every chapter before any runs."""
+    if available(name, root):
+        return
+    if download and name != "digits":
+        try:
+            for train in (True, False):
+                dataset(name, train, root, download=True)
+        except Exception as err:  # offline: URLError, OSError, RuntimeError from torchvision
+            cause = err.__cause__ or err
+            reason = " ".join(str(cause).split())
+            reason = reason if len(reason) < 300 else reason[:300] + " ..."
+            raise DataMissing(
+                _missing_message(name, data_root(root), f"the download failed: {reason}")
+            ) from None
+        if available(name, root):
+            return
+    raise DataMissing(_missing_message(name, data_root(root)))
 
 
 def _torchvision(name: str, train: bool, root: str | Path | None, download: bool):
@@ -123,11 +183,7 @@ def _torchvision(name: str, train: bool, root: str | Path | None, download: bool
     try:
         return cls(str(root), train=train, download=download and not offline())
     except RuntimeError as err:  # torchvision: "Dataset not found ..." when offline and missing
-        raise DataMissing(
-            f"{name} not found under {root} ({err}). Pass download=True on a machine with internet "
-            f"access (torchvision downloads it into {root}), or copy torchvision's files there, "
-            "or set HESSNOISE_DATA to the folder that holds them."
-        ) from None
+        raise DataMissing(_missing_message(name, root, str(err))) from err
 
 
 def dataset(name: str, train: bool = True, root: str | Path | None = None, download: bool = False):

@@ -33,7 +33,6 @@ import json
 import math
 import os
 import platform
-import subprocess
 import tempfile
 import time
 from collections.abc import Mapping
@@ -46,6 +45,7 @@ import numpy as np
 import torch
 
 from hessnoise._validate import choice, number
+from hessnoise.provenance import cpu_name, git_commit, process_age
 from hessnoise.scales import check_device, check_scale, resolve_device
 from hessnoise.stats import Estimate, Interval
 
@@ -104,51 +104,10 @@ def to_json(value: Any) -> Any:
     return value
 
 
-def git_commit(root: Path) -> str:
-    """``HEAD``'s hash, suffixed ``+dirty`` when tracked files differ; ``'unknown'`` outside git."""
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + ("+dirty" if dirty else "")
-
-
-def cpu_name() -> str:
-    """The processor's model name (Linux), else what :mod:`platform` knows."""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def process_age() -> float:
-    """Seconds since this process started (Linux), so that a chapter's wall time includes its
-    kernel's start-up and imports; 0 where that cannot be read."""
-    try:
-        with open("/proc/self/stat") as fh:
-            start_ticks = int(fh.read().rsplit(")", 1)[1].split()[19])
-        with open("/proc/uptime") as fh:
-            uptime = float(fh.read().split()[0])
-        return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
-    except (OSError, ValueError, IndexError):
-        return 0.0
-
-
 def _glue(name: str, value: Any) -> None:
     if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, np.generic):  # numpy 2 shows np.float64(0.5), which no format reads
         value = value.item()
     try:
         from myst_nb import glue
@@ -192,6 +151,7 @@ class Chapter:
     results_dir: str | Path | None = None
     checks: list[Check] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
+    _glued: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         check_scale(self.scale)
@@ -225,14 +185,14 @@ class Chapter:
         """Record a measured number (glued under ``name`` for the prose)."""
         self.metrics[name] = to_json(value)
         if glue:
-            _glue(name, value)
+            self._glue(name, value)
         self._save()
 
     def figure(self, name: str, fig: Any) -> None:
         """Glue a matplotlib figure under ``name`` for a ``{glue:figure}`` and close it."""
         import matplotlib.pyplot as plt
 
-        _glue(name, fig)
+        self._glue(name, fig)
         plt.close(fig)
 
     def check(
@@ -245,12 +205,17 @@ class Chapter:
         passed = bool(passed)
         self.checks = [c for c in self.checks if c.name != name]
         self.checks.append(Check(name, to_json(value), target, passed, kind))
-        _glue(name, value)
+        self._glue(name, value)
         self._save()
         if not passed:
             raise CheckFailed(
                 f"{self.name}: check {name!r} failed: value {value!r}, target {target}"
             )
+
+    def check_all(self, checks: list[Check]) -> None:
+        """Record and assert checks that a package function prepared (see :class:`Check`)."""
+        for c in checks:
+            self.check(c.name, c.value, c.target, c.passed, kind=c.kind)
 
     def check_below(self, name: str, value: float, bound: float, *, kind: str = "test") -> None:
         """Check ``value < bound``."""
@@ -278,7 +243,7 @@ class Chapter:
             raise ValueError(f"est must be an Interval or an Estimate; got {type(est).__name__}")
         for key, value in parts.items():
             self.metrics[key] = to_json(value)
-        _glue(name, format(est, fmt))
+        self._glue(name, format(est, fmt))
         self._save()
 
     def record(self, prefix: str, result: Any, *, fmt: str = ".3g") -> None:
@@ -309,7 +274,7 @@ class Chapter:
                 value = value.item()
             if isinstance(value, (bool, int, float, str, np.floating, np.integer, np.bool_)):
                 self.metrics[name] = to_json(value)
-                _glue(name, value)
+                self._glue(name, value)
         self._save()
 
     def verdict(self, name: str, holds: bool) -> bool:
@@ -317,7 +282,7 @@ class Chapter:
         claims table reads) and glue it as ``"confirmed"`` or ``"not confirmed"``."""
         holds = bool(holds)
         self.metrics[name] = holds
-        _glue(name, "confirmed" if holds else "not confirmed")
+        self._glue(name, "confirmed" if holds else "not confirmed")
         self._save()
         return holds
 
@@ -367,6 +332,16 @@ class Chapter:
             f"| | |\n|---|---|\n{table}\n\n"
             f"Results file: `_build/results/{self.scale}/{self.name}.json`.\n:::\n"
         )
+
+    def _glue(self, name: str, value: Any) -> None:
+        """Glue ``value`` under ``name`` once: a second glue of the same value (a check of a
+        number just recorded) is skipped, one of another value is a bug and raises."""
+        if name in self._glued:
+            if isinstance(value, (str, int, float, bool)) and self._glued[name] != value:
+                raise ValueError(f"glue key {name!r} was glued before with another value")
+            return
+        self._glued[name] = to_json(value) if not hasattr(value, "savefig") else name
+        _glue(name, value)
 
     def _checks_line(self) -> str:
         tests = [c for c in self.checks if c.kind == "test"]

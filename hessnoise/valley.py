@@ -8,11 +8,12 @@ with ``theta`` the n non-degenerate coordinates θ and ``theta_hat`` the m degen
 Everything here is vectorized over R independent replicas in float64: ``theta`` is
 ``(R, n)``, ``theta_hat`` is ``(R, m)``, and ``lam`` is ``(R, n)``, one row per replica.
 
-A noise model is a random *potential* whose gradient is the gradient noise: the stochastic
-loss is ``L^B = L + noise.potential(theta, lam)``.  For the Gaussian noises the amplitude is
-detached from θ̂, so the noise lives in the non-degenerate block only, as in the paper's
-model (C aligned with H there).  Label noise keeps the amplitude attached: its per-sample
-loss ``½ Σ (√λ_i θ_i − ε_i)²`` also kicks θ̂, as real label noise does.
+A noise model is a random *potential* V whose gradient is the gradient noise: the stochastic
+loss is ``L^B = L + V(θ, λ)``, and :meth:`Noise.gradients` returns ∂V/∂θ and ∂V/∂λ.  For the
+Gaussian noises the amplitude is detached from θ̂ (∂V/∂λ = 0), so the noise lives in the
+non-degenerate block only, as in the paper's model (C aligned with H there).  Label noise keeps
+the amplitude attached: its per-sample loss ``½ Σ (√λ_i θ_i − ε_i)²`` also kicks θ̂, as real
+label noise does.
 
 :func:`sgd` runs heavy-ball SGD (β = 0 is plain SGD) and yields every step;
 :func:`stationary_moments` and :func:`theta_sq` give the exact stationary statistics
@@ -163,17 +164,19 @@ def kappa_sgd(batch_size: int, n_samples: int) -> float:
 
 
 class Noise:
-    """Base class: a random potential whose gradient is the gradient noise."""
+    """Base class: a random potential V whose gradient is the gradient noise."""
 
     def covariance(self, lam: Tensor) -> Tensor:
         """Diagonal C_ii of the noise covariance in the non-degenerate block, ``(R, n)``."""
         raise NotImplementedError
 
-    def potential(self, theta: Tensor, lam: Tensor, generator: torch.Generator) -> Tensor:
-        """Gaussian noise with covariance :meth:`covariance`, amplitude detached: ``(R,)``."""
+    def gradients(
+        self, theta: Tensor, lam: Tensor, generator: torch.Generator
+    ) -> tuple[Tensor, Tensor | None]:
+        """One draw of (∂V/∂θ, ∂V/∂λ), each ``(R, n)``: Gaussian noise with covariance
+        :meth:`covariance` in θ, amplitude detached from λ (∂V/∂λ is ``None``, zero)."""
         z = torch.randn(theta.shape, generator=generator, dtype=theta.dtype, device=theta.device)
-        amp = self.covariance(lam.detach()).sqrt()
-        return (amp * z * theta).sum(-1)
+        return self.covariance(lam).sqrt() * z, None
 
 
 @dataclass(frozen=True)
@@ -183,8 +186,10 @@ class NoNoise(Noise):
     def covariance(self, lam: Tensor) -> Tensor:
         return torch.zeros_like(lam)
 
-    def potential(self, theta: Tensor, lam: Tensor, generator: torch.Generator) -> Tensor:
-        return theta.new_zeros(theta.shape[0])
+    def gradients(
+        self, theta: Tensor, lam: Tensor, generator: torch.Generator
+    ) -> tuple[Tensor, Tensor | None]:
+        return torch.zeros_like(theta), None
 
 
 @dataclass(frozen=True)
@@ -270,7 +275,10 @@ class LabelNoise(Noise):
     def covariance(self, lam: Tensor) -> Tensor:
         return self.sigma**2 * lam
 
-    def potential(self, theta: Tensor, lam: Tensor, generator: torch.Generator) -> Tensor:
+    def gradients(
+        self, theta: Tensor, lam: Tensor, generator: torch.Generator
+    ) -> tuple[Tensor, Tensor | None]:
+        """V = −σ Σ ε_i √λ_i θ_i: ∂V/∂θ = −σε√λ and ∂V/∂λ = −σεθ/(2√λ) (zero where λ ≤ 0)."""
         if self.dist == "gaussian":
             eps = torch.randn(
                 theta.shape, generator=generator, dtype=theta.dtype, device=theta.device
@@ -278,7 +286,9 @@ class LabelNoise(Noise):
         else:
             bits = torch.randint(0, 2, theta.shape, generator=generator, device=theta.device)
             eps = (2 * bits - 1).to(theta.dtype)
-        return -(self.sigma * eps * lam.clamp_min(0).sqrt() * theta).sum(-1)
+        root = lam.clamp_min(0).sqrt()
+        d_lam = torch.where(root > 0, -self.sigma * eps * theta / (2 * root), 0.0)
+        return -self.sigma * eps * root, d_lam
 
 
 def _eta_column(eta: Tensor | float, replicas: int, like: Tensor) -> Tensor:
@@ -462,13 +472,14 @@ def sgd(
     number("beta", beta, lo=0, hi=1, hi_open=True)
     eta_col = _eta_column(eta, state.theta.shape[0], state.theta)
     for t in range(steps):
-        with torch.enable_grad():
-            th = state.theta.detach().requires_grad_(True)
-            th_hat = state.theta_hat.detach().requires_grad_(True)
-            lam = valley.eigenvalues(th_hat)
-            loss_b = 0.5 * (lam * th**2).sum() + noise.potential(th, lam, generator).sum()
-            grad, grad_hat = torch.autograd.grad(loss_b, (th, th_hat))
-        yield Step(t, state.theta, state.theta_hat, lam.detach(), grad, grad_hat)
+        # L^B = ½ Σ λ_i(θ̂) θ_i² + V(θ, λ): ∂/∂θ in closed form, ∂/∂θ̂ as one vector-Jacobian
+        # product of λ(θ̂) with ∂L^B/∂λ (cheaper than differentiating the whole loss)
+        lam, lam_vjp = torch.func.vjp(valley.eigenvalues, state.theta_hat)
+        noise_theta, noise_lam = noise.gradients(state.theta, lam, generator)
+        grad = lam * state.theta + noise_theta
+        d_lam = 0.5 * state.theta**2
+        (grad_hat,) = lam_vjp(d_lam if noise_lam is None else d_lam + noise_lam)
+        yield Step(t, state.theta, state.theta_hat, lam, grad, grad_hat)
         state.v = beta * state.v - eta_col * grad
         state.v_hat = beta * state.v_hat - eta_col * grad_hat
         state.theta = state.theta + state.v

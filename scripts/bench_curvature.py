@@ -36,7 +36,8 @@ from torch import nn
 
 from hessnoise import data, models
 from hessnoise.curvature import HessianOperator, gradient, hessian_matrix, spectrum
-from hessnoise.report import cpu_name, git_commit, repo_root, write_json_atomic
+from hessnoise.provenance import cpu_name, git_commit
+from hessnoise.report import repo_root, write_json_atomic
 from hessnoise.scales import resolve_device
 
 CPU = torch.device("cpu")

@@ -1,10 +1,12 @@
-"""The toy chapters' core loops on a quiet machine and beside one busy process.
+"""The chapters' core loops on a quiet machine and beside one busy process.
 
 Small-tensor loops pay for every OpenMP thread when another process holds a core: a thread that
 lost its core stalls every parallel region.  ``hessnoise.threads`` therefore runs them on one
-thread.  This script measures, in one run, each toy chapter's core loop (at its small-scale
-sizes, shortened in steps) with the package's own thread choice and, for contrast, with all
-cores, first on a quiet machine and then beside a process that keeps one core busy.  It writes
+thread, and dense linear algebra on the cores other processes leave free.  This script
+measures, in one run, each toy chapter's core loop (at its small-scale sizes, shortened in
+steps) and the exact spectrum of the negative-eigenvalue chapter (a 1,450² Hessian and its
+eigensolve), with the package's own thread choice and, for contrast, with all cores, first on a
+quiet machine and then beside a process that keeps one core busy.  It writes
 ``_build/bench/threads.json`` (atomically) and prints a table; the target is a slowdown of at
 most 1.5× beside the busy process.  Run with ``make bench``.
 """
@@ -25,22 +27,40 @@ import torch
 
 from hessnoise import valley as V
 from hessnoise.experiments import designing_noise as dn
+from hessnoise.experiments import floor as fl
 from hessnoise.experiments import minimal_valley as mv
 from hessnoise.experiments import trace_decrease as td
-from hessnoise.report import cpu_name, git_commit, repo_root, write_json_atomic
-from hessnoise.threads import cores
+from hessnoise.provenance import cpu_name, git_commit
+from hessnoise.report import repo_root, write_json_atomic
+from hessnoise.threads import _FREE_CACHE, cores
 
 TARGET = 1.5  # largest acceptable slowdown beside one busy process
 
 
+def spectra(quick: bool):
+    """Exact spectra of the small-scale Section 4.1 network near its floor."""
+    cfg = fl.FloorConfig.for_scale("smoke" if quick else "small")
+    problem = fl.setup(cfg, 0, "cpu")
+    theta = fl.find_floor(problem, cfg, 0).theta
+    g = torch.Generator().manual_seed(0)
+    points = [theta + 1e-3 * torch.randn(theta.numel(), dtype=theta.dtype, generator=g)
+              for _ in range(3)]  # fmt: skip
+    return lambda: [problem.spectrum(p) for p in points], problem.n_params
+
+
 def loops(quick: bool) -> dict:
-    """Each toy chapter's core loop at its small-scale sizes, shortened in steps."""
+    """Each toy chapter's core loop at its small-scale sizes, shortened in steps, and three
+    exact spectra of the negative-eigenvalue chapter's network."""
     mcfg = mv.MinimalValleyConfig.for_scale("small")
     tcfg = td.TraceDecreaseConfig.for_scale("small")
     dcfg = dn.DesigningNoiseConfig.for_scale("small")
     scale = 0.25 if quick else 1.0
     tcfg = dataclasses.replace(tcfg, equil_steps=int(100 * scale), measure_steps=int(200 * scale))
-    dcfg = dataclasses.replace(dcfg, steps=int(600 * scale))
+    # early_steps (a multiple of record_every, below steps) shortens with the run
+    dcfg = dataclasses.replace(
+        dcfg, steps=int(600 * scale), early_steps=dcfg.record_every * max(1, int(6 * scale))
+    )
+    spectrum_loop, p = spectra(quick)
     return {
         "minimal_valley: fdr (16,384 replicas)": lambda: mv.fdr(
             V.trace_toy(), V.HessianNoise(mcfg.kappa), 0.15, mcfg.theta_hat0,
@@ -49,6 +69,7 @@ def loops(quick: bool) -> dict:
         f"trace_decrease: drift_sweep ({tcfg.replicas * len(tcfg.etas):,} replicas)":
             lambda: td.drift_sweep(V.trace_toy(), V.HessianNoise(tcfg.kappa), tcfg.etas, tcfg),
         f"designing_noise: race ({dcfg.replicas:,} replicas)": lambda: dn.race(dcfg, 0),
+        f"negative_eigenvalues: 3 exact spectra (P = {p:,})": spectrum_loop,
     }  # fmt: skip
 
 
@@ -63,6 +84,7 @@ def busy(stop: mp.Event) -> None:
 def time_it(fn, repeats: int, override: int | None) -> float:
     """Median wall time of ``fn``, with the package's own thread choices or, with
     ``override``, every choice replaced by that count (``HESSNOISE_THREADS``)."""
+    _FREE_CACHE.clear()  # measure the other processes' load afresh in each phase
     if override is not None:
         os.environ["HESSNOISE_THREADS"] = str(override)
     try:

@@ -58,7 +58,7 @@ def test_thread_bench_writes_every_loop(tmp_path):
     out = tmp_path / "threads.json"
     assert bench_threads.main(["--quick", "--repeats", "1", "--out", str(out)]) == 0
     data = json.loads(out.read_text())
-    assert len(data["loops"]) == 3 and data["target_slowdown"] == bench_threads.TARGET
+    assert len(data["loops"]) == 4 and data["target_slowdown"] == bench_threads.TARGET
     for row in data["loops"]:
         for key in ("package_quiet_s", "package_busy_s", "all_cores_quiet_s", "all_cores_busy_s"):
             assert row[key] > 0, key

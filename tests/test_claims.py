@@ -18,8 +18,11 @@ def test_statuses_and_evidence_kinds(tmp_path):
     run.check_below("lemma2_max_residual", 0.0, 1.0, kind="consistency")
     by_ref = {r[0]: r for r in claims_table(tmp_path)[1]}
     assert by_ref["Lemma 1 (eq. 1, App. A.1)"][3:] == ["consistency", "passed"]
-    assert by_ref["Fig. 1"][-1] == "not yet tested" and by_ref["Fig. 1"][3] == "—"
-    assert by_ref["Theorem 2"][-1] == "not yet tested"
+    for claim in CLAIMS:  # no chapter tests it, or its chapter has no results in this build
+        if claim.chapter is None:
+            assert by_ref[claim.ref][3:] == ["—", "not yet tested"]
+        elif claim.chapter != "minimal_valley":
+            assert by_ref[claim.ref][3:] == ["—", "not run in this build"]
 
 
 def test_every_paper_claim_is_listed():

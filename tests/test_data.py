@@ -73,6 +73,35 @@ def test_missing_torchvision_dataset_offline_is_a_clear_error(tmp_path):
         data.load("cifar10", 10, root=tmp_path)
 
 
+def test_availability_follows_torchvision_layout_without_reading(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "DEBIAN_FASHION", tmp_path / "nowhere")
+    for name in ("mnist", "fashion-mnist", "cifar10", "cifar100"):
+        assert not data.available(name, tmp_path)
+        with pytest.raises(data.DataMissing, match="not found"):  # the loaders' own message
+            data.ensure(name, root=tmp_path)
+    assert data.available("digits", tmp_path)  # ships with scikit-learn
+    images, labels = tiny_images()
+    write_idx(tmp_path / "MNIST" / "raw", "train", images, labels)
+    assert not data.available("mnist", tmp_path)  # the test split is still missing
+    write_idx(tmp_path / "MNIST" / "raw", "t10k", images, labels)
+    assert data.available("mnist", tmp_path)
+    data.ensure("mnist", root=tmp_path)
+    write_idx(tmp_path / "FashionMNIST" / "raw", "train", images, labels, gz=True)
+    write_idx(tmp_path / "FashionMNIST" / "raw", "t10k", images, labels, gz=True)
+    assert data.available("fashion-mnist", tmp_path)
+    with pytest.raises(ValueError, match="name='imagenet'"):
+        data.available("imagenet")
+
+
+def test_ensure_with_a_failed_download_says_how_to_get_the_data(tmp_path, monkeypatch):
+    def offline(*args, **kwargs):
+        raise OSError("no network")
+
+    monkeypatch.setattr(data, "dataset", offline)
+    with pytest.raises(data.DataMissing, match=r"(?s)mnist not found.*download failed: no network"):
+        data.ensure("mnist", download=True, root=tmp_path)
+
+
 def _cifar_files(root, n_classes, folder, train_names, test_name, meta_name, label_key, meta_key):
     rng = np.random.default_rng(0)
     (root / folder).mkdir(parents=True)
@@ -95,6 +124,7 @@ def test_cifar_loaders_read_torchvision_pickles(tmp_path, monkeypatch, name):
     # torchvision checks the md5 of the real archive's files; these are tiny stand-ins.
     monkeypatch.setattr(cifar.CIFAR10, "_check_integrity", lambda self: True)
     monkeypatch.setattr(cifar, "check_integrity", lambda *a, **k: True)
+    assert not data.available(name, tmp_path)
     if name == "cifar10":
         arrays = _cifar_files(
             tmp_path,
@@ -118,6 +148,8 @@ def test_cifar_loaders_read_torchvision_pickles(tmp_path, monkeypatch, name):
             "fine_label_names",
         )
     test_key = "test_batch" if name == "cifar10" else "test"
+    assert data.available(name, tmp_path)  # the same files torchvision reads
+    data.ensure(name, root=tmp_path)
     x, y = data.load(name, train=False, root=tmp_path, size=16)
     imgs, labs = arrays[test_key]
     ref = imgs.reshape(4, 3, 16, 2, 16, 2).mean(axis=(3, 5)) / 255.0

@@ -124,3 +124,23 @@ def test_status_of_named_checks(tmp_path):
     assert status_of(results["minimal_valley"], ["lemma1_max_deviation"]) == "passed"
     assert status_of(results["minimal_valley"], ["lemma1_max_deviation", "x"]) == "incomplete"
     assert status_of(None, ["x"]) == "not run"
+
+
+def test_a_name_is_glued_once_and_a_conflicting_glue_is_refused(tmp_path):
+    run = Chapter("demo", "smoke", "cpu", results_dir=tmp_path)
+    run.record("", {"err": 0.001})
+    run.check_below("err", 0.001, 0.01)  # the same number: glued once, checked as well
+    with pytest.raises(ValueError, match="glue key 'err'"):
+        run.metric("err", 0.5)
+
+
+def test_numpy_scalars_are_glued_as_plain_numbers(monkeypatch):
+    import myst_nb
+
+    from hessnoise import report
+
+    seen = {}
+    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display: seen.update({name: value}))
+    report._glue("x", np.float64(0.25))
+    report._glue("n", np.int64(3))
+    assert type(seen["x"]) is float and type(seen["n"]) is int

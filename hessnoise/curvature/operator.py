@@ -44,9 +44,13 @@ from torch.func import functional_call, grad, jvp, vmap
 import hessnoise._forward_ad  # noqa: F401  (loads forward-mode AD without torch's warning)
 from hessnoise._validate import choice, number
 from hessnoise.curvature import linear_block
+from hessnoise.progress import ticker
 
 Batch = tuple[Any, Tensor]
 MODES = ("auto", "rev-rev", "fwd-rev")
+# Dense Hessians at least this large (the paper's 6,220-parameter network) show a progress bar
+# in Jupyter (hessnoise.progress); smaller ones take seconds.
+DENSE_PROGRESS_DIM = 4000
 STOCHASTIC_LAYERS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
                      nn.FeatureAlphaDropout, nn.RReLU)  # fmt: skip
 BATCH_COUPLED_LAYERS = (nn.modules.batchnorm._BatchNorm,)
@@ -511,7 +515,12 @@ class HessianOperator:
         span = {n: slice(offsets[k], offsets[k + 1]) for k, n in enumerate(self.names)}
         order = sorted(range(len(self.names)), key=lambda k: self.sizes[k])
         kronecker: dict[str, bool] = {}  # whether each batch's block came in Kronecker form
-        with model_mode(self.model, self.train_mode), torch.no_grad():
+        blocks = len(self.batches) * len(self.sizes)  # one tick per parameter tensor and batch
+        with (
+            model_mode(self.model, self.train_mode),
+            torch.no_grad(),
+            ticker(blocks if self.dim >= DENSE_PROGRESS_DIM else 0, desc="dense Hessian") as tick,
+        ):
             for pos, b in enumerate(order):
                 name, shape, size = self.names[b], self.shapes[b], self.sizes[b]
                 rows = [self.names[k] for k in order[pos:]]
@@ -529,6 +538,7 @@ class HessianOperator:
 
                     if rows == [name] and self._linear_block(out, name, span[name], batch, w, hvp):
                         kronecker[name] = kronecker.get(name, True)
+                        tick()
                         continue  # the block of a linear layer's weight, in one product
                     kronecker[name] = False
                     step = chunk or self._dense_chunk(_n(batch))
@@ -540,6 +550,7 @@ class HessianOperator:
                         here = slice(offsets[b] + i, offsets[b] + j)
                         for r in rows:  # H is symmetric: store these columns as rows
                             out[here, span[r]].add_(res[r].reshape(j - i, -1), alpha=w)
+                    tick()
             self.linear_blocks = [n for n, every_batch in kronecker.items() if every_batch]
             for pos, b in enumerate(order):  # the other triangle of blocks, by transposition
                 if self.names[b] not in self.linear_blocks:  # those are symmetric already

@@ -45,6 +45,12 @@ class TourConfig:
         )
 
 
+def required_data(scale: str) -> dict[str, bool]:
+    """The dataset this page reads at ``scale`` (never downloaded); the book command checks it
+    before any chapter runs (see :func:`hessnoise.experiments.floor.required_data`)."""
+    return {TourConfig.for_scale(scale).dataset: False}
+
+
 def setup(
     cfg: TourConfig, seed: int
 ) -> tuple[nn.Module, nn.Module, list[tuple[torch.Tensor, torch.Tensor]]]:
@@ -114,13 +120,17 @@ def lanczos_gaps(ritz: torch.Tensor, bounds: torch.Tensor, exact: torch.Tensor) 
     return max(((exact - r).abs().min() - b).item() for r, b in zip(ritz, bounds, strict=True))
 
 
+# Files the chapter reads besides the code, relative to the repository root, first found first
+# used; the book command hashes them into the chapter's cache key (hessnoise.book).
+BOOK_INPUTS = ("_build/bench/curvature.json", "book/data/curvature-bench.json")
+
+
 def bench_results(root: Path) -> tuple[dict[str, Any], str]:
     """The last ``make bench`` results: ``_build/bench/curvature.json`` if it exists, else the
     snapshot committed in ``book/data/curvature-bench.json``; with where it came from."""
-    for path, what in (
-        (root / "_build" / "bench" / "curvature.json", "this machine's last `make bench`"),
-        (root / "book" / "data" / "curvature-bench.json", "the snapshot committed with the book"),
-    ):
+    whats = ("this machine's last `make bench`", "the snapshot committed with the book")
+    for rel, what in zip(BOOK_INPUTS, whats, strict=True):
+        path = root / rel
         if path.exists():
             with open(path) as fh:
                 return json.load(fh), what

@@ -31,6 +31,8 @@ from hessnoise.curvature import HessianOperator, Spectrum, hessian_matrix, spect
 from hessnoise.curvature.operator import default_memory_budget
 from hessnoise.losses import cross_entropy, smoothed_targets, target_entropy
 from hessnoise.params import FlatNet
+from hessnoise.progress import timed
+from hessnoise.report import Check
 from hessnoise.scales import by_scale
 from hessnoise.threads import threads
 
@@ -112,6 +114,16 @@ class FloorConfig:
     def n_constraints(self) -> int:
         """N(K − 1): the softmax outputs' degrees of freedom that interpolation must fix."""
         return self.n * (N_CLASSES - 1)
+
+
+def required_data(scale: str) -> dict[str, bool]:
+    """The datasets this experiment reads at ``scale``, each with whether it may be downloaded.
+    The book command finds this function in every module a chapter imports and makes sure the
+    data is there before any chapter runs (:func:`hessnoise.data.ensure`)."""
+    cfg = FloorConfig.for_scale(scale)
+    if cfg.fallback and not data.available(cfg.dataset) and (data.offline() or not cfg.download):
+        return {cfg.fallback: False}  # what :func:`setup` will read instead
+    return {cfg.dataset: cfg.download}
 
 
 @dataclass(frozen=True)
@@ -279,13 +291,15 @@ def find_floor(
     if state is None:
         start = problem.theta_init
         if cfg.floor_method == "gd+gauss-newton":
-            start = train.gradient_descent(
-                problem.loss, start, lr=cfg.gd_lr, steps=cfg.gd_epochs
-            ).theta
-        fit = train.gauss_newton(
-            problem.outputs, cross_entropy, problem.q, start,
-            max_iter=cfg.floor_iter, grad_tol=cfg.floor_tol,
-        )  # fmt: skip
+            with timed(f"floor, seed {seed}: gradient descent, {cfg.gd_epochs:,} epochs"):
+                start = train.gradient_descent(
+                    problem.loss, start, lr=cfg.gd_lr, steps=cfg.gd_epochs
+                ).theta
+        with timed(f"floor, seed {seed}: Gauss-Newton"):
+            fit = train.gauss_newton(
+                problem.outputs, cross_entropy, problem.q, start,
+                max_iter=cfg.floor_iter, grad_tol=cfg.floor_tol,
+            )  # fmt: skip
         if cfg.floor_method == "gauss-newton":  # the paper's protocol starts on the floor
             start = fit.theta
         state = {
@@ -299,9 +313,10 @@ def find_floor(
             checkpoints.save_checkpoint(path, state)
     theta = state["theta"].to(problem.device, DTYPE)
     start = state["theta_start"].to(problem.device, DTYPE)
-    h = problem.hessian(theta)
-    with threads("dense"):
-        lam, vec = torch.linalg.eigh(h)
+    with timed(f"floor, seed {seed}: Hessian and spectrum, P = {problem.n_params:,}"):
+        h = problem.hessian(theta)
+        with threads("dense"):
+            lam, vec = torch.linalg.eigh(h)
     sp = Spectrum(lam.to(device="cpu", dtype=torch.float64))
     return Floor(
         theta=theta,
@@ -346,3 +361,35 @@ def floor_facts(problem: Problem, floor: Floor, cfg: FloorConfig) -> dict[str, f
         "floor_trace": floor.trace,
         "start_excess": floor.start_loss - floor.loss,
     }
+
+
+def floor_checks(problem: Problem, floors: list[Floor], cfg: FloorConfig) -> list[Check]:
+    """Sanity checks of a set of floors (one per seed) of the same network: the network has
+    more parameters than interpolation constraints (and the paper's count at paper scale),
+    every floor is stationary, and, where the scale asserts it, every floor interpolates the
+    smoothed targets with the rank N(K − 1) of an interpolating floor."""
+    p, n_c = problem.n_params, cfg.n_constraints
+    h_q = target_entropy(cfg.eps, N_CLASSES)
+    checks = [
+        Check("overparameterized", p / n_c, "> 1 (P > N(K − 1))", p > n_c, "consistency"),
+        Check("floor_grad_norm", max(f.grad_norm for f in floors), "< 1e-08",
+              max(f.grad_norm for f in floors) < 1e-8, "consistency"),
+    ]  # fmt: skip
+    if cfg.expected_params is not None:
+        ok = p == cfg.expected_params
+        checks.append(Check("paper_param_count", p, f"= {cfg.expected_params}", ok, "consistency"))
+    if cfg.assert_interpolation:
+        gap = max(abs(f.loss - h_q) for f in floors)
+        ranks = all(f.rank == n_c for f in floors)
+        checks += [
+            Check("floor_interpolation_gap", gap, "< 1e-10", gap < 1e-10, "consistency"),
+            Check("floor_rank_matches", ranks, "rank = N(K − 1) at every floor", ranks,
+                  "consistency"),
+        ]  # fmt: skip
+    return checks
+
+
+def interpolates(floors: list[Floor], cfg: FloorConfig) -> bool:
+    """Whether every floor interpolates q to 1e-10 with the rank N(K − 1)."""
+    h_q = target_entropy(cfg.eps, N_CLASSES)
+    return all(abs(f.loss - h_q) < 1e-10 and f.rank == cfg.n_constraints for f in floors)

@@ -17,6 +17,7 @@ import torch
 
 from hessnoise import valley as V
 from hessnoise._validate import number, numbers, positive_int
+from hessnoise.progress import progress
 from hessnoise.scales import by_scale
 from hessnoise.threads import threads
 
@@ -224,22 +225,28 @@ def fdr_sweep(cfg: MinimalValleyConfig, seed: int) -> list[FDRResult]:
         ),
         "label noise, σ² = κ": V.LabelNoise(cfg.kappa**0.5),
     }
+    runs = [
+        (k, label, noise, j, eta)
+        for k, (label, noise) in enumerate(noises.items())
+        for j, eta in enumerate(cfg.etas)
+    ]
     out = []
-    for k, (label, noise) in enumerate(noises.items()):
-        for j, eta in enumerate(cfg.etas):
-            out.append(
-                fdr(
-                    valley,
-                    noise,
-                    eta,
-                    cfg.theta_hat0,
-                    replicas=cfg.replicas,
-                    relax_equil=cfg.relax_equil,
-                    relax_measure=cfg.relax_measure,
-                    seed=seed + 100 * k + j,
-                    label=label,
-                )
+    for k, label, noise, j, eta in progress(
+        runs, desc="master-equation sweep", label=lambda r: f"{r[1]}, eta={r[4]:g}"
+    ):
+        out.append(
+            fdr(
+                valley,
+                noise,
+                eta,
+                cfg.theta_hat0,
+                replicas=cfg.replicas,
+                relax_equil=cfg.relax_equil,
+                relax_measure=cfg.relax_measure,
+                seed=seed + 100 * k + j,
+                label=label,
             )
+        )
     return out
 
 

@@ -44,6 +44,7 @@ from hessnoise.curvature import Spectrum
 from hessnoise.experiments.floor import DTYPE, Floor, FloorConfig, Problem, find_floor, setup
 from hessnoise.losses import cross_entropy
 from hessnoise.params import FlatNet
+from hessnoise.progress import progress, timed
 from hessnoise.scales import by_scale
 from hessnoise.stats import Estimate, mean_se
 from hessnoise.threads import threads
@@ -591,12 +592,15 @@ def _run_plans(
     cfg: NegativeEigenvaluesConfig,
     plans: list[RunPlan],
     batched: bool | None,
+    desc: str = "runs",
 ) -> list[RunResult]:
     if batched is None:
         batched = batched_by_default(problem.device)
     if batched:
-        return run_batched(problem, floor, cfg, plans)
-    return [_run_planned(problem, floor, cfg, p) for p in plans]
+        with timed(f"{desc}: {len(plans)} runs batched"):
+            return run_batched(problem, floor, cfg, plans)
+    label = lambda p: f"{p.protocol}, eta={p.eta:g}, S={p.batch_size}"  # noqa: E731
+    return [_run_planned(problem, floor, cfg, p) for p in progress(plans, desc=desc, label=label)]
 
 
 def sweep(
@@ -614,7 +618,8 @@ def sweep(
     """Both sweeps of ``cfg`` for one protocol; finished runs are read from their checkpoints.
 
     With ``batched`` (default: :func:`batched_by_default` of the problem's device) the runs
-    advance together (:func:`run_batched`), to the same results up to rounding."""
+    advance together (:func:`run_batched`), to the same results up to rounding.  Reports one
+    progress line per finished run, or per batched sweep (:mod:`hessnoise.progress`)."""
     choice("protocol", protocol, PROTOCOLS)
     pairs = sweep_pairs(cfg)
     plans = [
@@ -622,7 +627,7 @@ def sweep(
                  checkpoint_dir=checkpoint_dir)
         for eta, s in pairs
     ]  # fmt: skip
-    results = _run_plans(problem, floor, cfg, plans, batched)
+    results = _run_plans(problem, floor, cfg, plans, batched, f"sweep {protocol}, seed {seed}")
     return _sweep_of(protocol, cfg, dict(zip(pairs, results, strict=True)))
 
 
@@ -663,7 +668,7 @@ def run_seed(
         for protocol, (tau, snaps) in windows.items()
         for eta, s in pairs
     ]  # fmt: skip
-    results = _run_plans(problem, floor, cfg, plans, batched)
+    results = _run_plans(problem, floor, cfg, plans, batched, f"seed {seed}")
     done = {(p.protocol, p.eta, p.batch_size): r for p, r in zip(plans, results, strict=True)}
     mb, sampled = (
         _sweep_of(protocol, cfg, {(e, s): done[protocol, e, s] for e, s in pairs})

@@ -46,7 +46,8 @@ def probe_figure(probe: CurvatureProbe, sw: Sweep | None = None) -> Figure:
         c = [r.C for r in sw.runs]
         ax2.axvspan(min(c), max(c), color="#eeeeee", label=r"$\mathcal{C}$ of the SGD runs")
     ax2.set_xscale("log")
-    ax2.set_ylim(0, 110)
+    top = 100 * max(1.0, float(np.max(probe.linear_share)), float(np.max(probe.floor_share)))
+    ax2.set_ylim(min(0.0, 100 * float(np.min(probe.floor_share))), top * 1.1)
     ax2.set_xlabel(r"noise scale $\mathcal{C}$")
     ax2.set_ylabel("share of the exact Σλ₋ (%)")
     ax2.legend(fontsize=7)

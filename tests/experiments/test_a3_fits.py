@@ -91,9 +91,9 @@ def test_summary_over_seeds_counts_the_consistent_ones():
     assert math.isnan(single.exponent.lo) and math.isnan(single.exponent_sd)
 
 
-def test_error_budget_and_theory_on_the_tiny_network(tiny):
-    cfg, problem, floor = tiny
-    sw = ne.sweep(problem, floor, cfg, "sampled-labels", 0)
+def test_error_budget_and_theory_on_the_tiny_network(tiny, tiny_sweep):
+    cfg, _problem, floor = tiny
+    sw = tiny_sweep
     printed, running = fits.excess_vs_theory(sw, floor.trace)
     assert printed.shape == running.shape == (5,)
     budget = fits.excess_error_budget(sw, floor, cfg.tau_equil)

@@ -12,7 +12,6 @@ import torch
 
 from hessnoise.curvature import spectrum
 from hessnoise.experiments import curved_floor as cf
-from hessnoise.experiments import negative_eigenvalues as ne
 
 F64 = torch.float64
 
@@ -78,7 +77,7 @@ def test_flat_valley_negative_sum_is_the_schur_complement_prediction():
     assert errors[0] < 0.05 and errors[1] < errors[0] / 30
 
 
-def test_probe_on_the_tiny_network(tiny):
+def test_probe_on_the_tiny_network(tiny, tiny_sweep):
     cfg, problem, floor = tiny
     probe = cf.curvature_probe(problem, floor, (1e-8, 1e-4), 0)
     assert probe.null_dim == problem.n_params - cfg.floor.n_constraints
@@ -88,7 +87,7 @@ def test_probe_on_the_tiny_network(tiny):
     at = cf.at_runs(probe, 1e-8, 1e-4)
     assert at.floor_share_lo == pytest.approx(probe.floor_share[0])
     assert at.floor_share_lo + at.soft_share_lo + at.higher_share_lo == pytest.approx(1.0)
-    sw = ne.sweep(problem, floor, cfg, "sampled-labels", 0)
+    sw = tiny_sweep
     assert np.isnan(cf.probe_deviation(dataclasses.replace(probe, cs=probe.cs * 1e-6), sw))
 
 

@@ -101,13 +101,17 @@ def test_noise_power_is_the_batch_average_of_actual_batches(tiny, protocol):
     assert sq.mean().item() == pytest.approx(power, rel=0.05)
 
 
-def test_runs_of_a_sweep_on_the_tiny_network(tiny):
+def test_runs_of_a_sweep_on_the_tiny_network(tiny, tiny_sweep, capsys, monkeypatch):
     cfg, problem, floor = tiny
+    monkeypatch.setenv("HESSNOISE_PROGRESS", "lines")
     mb = ne.sweep(problem, floor, cfg, "minibatch", 0, tau=cfg.minibatch_tau,
                   snapshots=cfg.minibatch_snapshots)  # fmt: skip
+    out, err = capsys.readouterr()
+    # one progress line per distinct run (the shared centre once), on stdout only
+    assert err == "" and out.count("[progress] sweep minibatch, seed 0: ") == len(mb.runs) == 5
     assert max(abs(r.excess) for r in mb.runs) < 1e-12  # no noise on an interpolating floor
     assert all(int(r.n_neg.max()) == 0 for r in mb.runs)
-    sw = ne.sweep(problem, floor, cfg, "sampled-labels", 0)
+    sw = tiny_sweep
     assert len(sw.runs) == 5 and sw.eta_sweep[1] is sw.batch_sweep[1]
     for r in sw.runs:
         assert r.sum_neg.shape == (cfg.snapshots, len(ne.TOL_FACTORS))
