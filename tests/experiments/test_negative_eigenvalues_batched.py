@@ -12,6 +12,7 @@ from tiny_network import TINY, TINY_FLOOR
 
 from hessnoise import checkpoints
 from hessnoise.experiments import floor as fl
+from hessnoise.experiments import floor_sgd_batched
 from hessnoise.experiments import negative_eigenvalues as ne
 
 # Short windows: 200 steps at the smallest η, two snapshots per run.
@@ -86,7 +87,7 @@ def test_killed_batched_seed_resumes_to_the_same_results(tmp_path, monkeypatch):
     cfg = dataclasses.replace(SHORT, checkpoint_every=20)
     ref = ne.run_seed(cfg, 0, "cpu", tmp_path / "floor", batched=True)
     calls = {"n": 0}
-    real = ne.snapshots
+    real = floor_sgd_batched.snapshots  # what batched runs call at shared snapshot steps
 
     def dies(*args, **kwargs):
         calls["n"] += 1
@@ -94,10 +95,10 @@ def test_killed_batched_seed_resumes_to_the_same_results(tmp_path, monkeypatch):
             raise Killed
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(ne, "snapshots", dies)
+    monkeypatch.setattr(floor_sgd_batched, "snapshots", dies)
     with pytest.raises(Killed):
         ne.run_seed(cfg, 0, "cpu", tmp_path / "floor", tmp_path / "runs", batched=True)
-    monkeypatch.setattr(ne, "snapshots", real)
+    monkeypatch.setattr(floor_sgd_batched, "snapshots", real)
     res = ne.run_seed(cfg, 0, "cpu", tmp_path / "floor", tmp_path / "runs", batched=True)
     runs = res.minibatch.runs + res.sampled.runs
     assert any(0 < r.resumed_from < r.steps for r in runs)
@@ -129,7 +130,7 @@ def test_snapshots_on_a_second_thread_give_the_same_runs_and_resume(tiny, tmp_pa
 
     ref = ne.run_batched(problem, floor, cfg, plans(), overlap=False)
     calls = {"n": 0}
-    real = ne.snapshots
+    real = floor_sgd_batched.snapshots  # what batched runs call at shared snapshot steps
 
     def dies(*args, **kwargs):
         calls["n"] += 1
@@ -137,10 +138,10 @@ def test_snapshots_on_a_second_thread_give_the_same_runs_and_resume(tiny, tmp_pa
             raise Killed
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(ne, "snapshots", dies)
+    monkeypatch.setattr(floor_sgd_batched, "snapshots", dies)
     with pytest.raises(Killed):  # raised on the second thread, reported on the first
         ne.run_batched(problem, floor, cfg, plans(tmp_path), overlap=True)
-    monkeypatch.setattr(ne, "snapshots", real)
+    monkeypatch.setattr(floor_sgd_batched, "snapshots", real)
     got = ne.run_batched(problem, floor, cfg, plans(tmp_path), overlap=True)
     assert any(r.resumed_from > 0 for r in got)
     for a, b in zip(ref, got, strict=True):
