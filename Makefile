@@ -2,6 +2,7 @@
 #   make book [SCALE=smoke|small|paper] [DEVICE=auto|cpu|cuda] [CHAPTER=name] [FORCE=1]
 #                                                                the book
 #   make test                                                    the fast loop (unit tests)
+#   make bench [DEVICE=cuda]                                     the curvature benchmark
 # and `make check` runs every test, the slow ones too (the whole book at smoke scale, the
 # book in a browser, a chapter in Jupyter, end-to-end runs); CI (.ci/run) runs it.  Each
 # creates .venv and installs requirements.txt into it when that is missing, and installs
@@ -49,10 +50,12 @@ check: $(STAMP) data vendor
 	$(PY) -m pytest -q
 
 # Optional: PyHessian and curvlinops are installed into .venv only for the benchmark.
+# `make bench DEVICE=cuda` benchmarks the GPU instead: _build/bench/curvature-cuda.json.
+BENCH_DEVICE = $(if $(filter cuda,$(DEVICE)),cuda,cpu)
 bench: $(STAMP) data
 	$(PY) -m pip install --quiet -r requirements-bench.txt
-	$(PY) scripts/bench_curvature.py
-	$(PY) scripts/bench_threads.py
+	$(PY) scripts/bench_curvature.py --device $(BENCH_DEVICE)
+	@if [ "$(BENCH_DEVICE)" = cpu ]; then $(PY) scripts/bench_threads.py; fi
 
 # actionlint checks the workflows in .github/workflows (its binary comes from PyPI, into .venv).
 lint: $(STAMP)

@@ -11,7 +11,8 @@
 
 :func:`load` turns any of them into a float tensor pair ``(X, y)``: a class-balanced, seeded
 subset, optionally average-pooled to ``size × size`` pixels, flattened and scaled to [0, 1].
-Offline with the data missing, every loader raises :class:`DataMissing`, which says how to get it.
+Offline with the data missing, every loader raises :class:`DataMissing`, which says how to get it;
+``HESSNOISE_OFFLINE=1`` turns every download off (no waiting for a connection that never comes).
 :func:`available` says whether a dataset is on this machine without reading or downloading it,
 and :func:`ensure` fetches it where allowed or raises that same error: the book command runs it
 for every chapter's data before any chapter runs.
@@ -51,6 +52,12 @@ HOW_TO_GET_FASHION = (
 
 class DataMissing(FileNotFoundError):
     """A dataset is not on this machine; the message says how to get it."""
+
+
+def offline() -> bool:
+    """Whether ``$HESSNOISE_OFFLINE`` forbids downloads (set on machines with no internet,
+    where a download would only wait for a connection that never comes)."""
+    return os.environ.get("HESSNOISE_OFFLINE", "") not in ("", "0")
 
 
 def data_root(root: str | Path | None = None) -> Path:
@@ -101,6 +108,7 @@ def fashion_mnist(train: bool = True, root: str | Path | None = None, download: 
 
     root = data_root(root)
     raw = _fashion_raw(root)
+    download = download and not offline()
     if not download and not all((raw / n).exists() for n in IDX_FILES):
         raise DataMissing(_missing_message("fashion-mnist", root))
     return FashionMNIST(str(root), train=train, download=download)
@@ -173,7 +181,7 @@ def _torchvision(name: str, train: bool, root: str | Path | None, download: bool
     ]
     root = data_root(root)
     try:
-        return cls(str(root), train=train, download=download)
+        return cls(str(root), train=train, download=download and not offline())
     except RuntimeError as err:  # torchvision: "Dataset not found ..." when offline and missing
         raise DataMissing(_missing_message(name, root, str(err))) from err
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from hessnoise import book
+from hessnoise.book import sources
 from hessnoise.report import repo_root
 
 ROOT = repo_root(Path(__file__).parent)
@@ -243,7 +244,8 @@ def test_the_key_follows_the_package_modules_a_chapter_imports(tmp_path, monkeyp
     (pkg / "sub" / "b.py").write_text("def f():\n    from hessnoise import c\n")
     (pkg / "c.py").write_text("X = 1\n")
     (pkg / "d.py").write_text("Y = 1\n")
-    monkeypatch.setattr(book, "PACKAGE_DIR", pkg)
+    # the key's code reads the package directory where it is defined
+    monkeypatch.setattr(sources, "PACKAGE_DIR", pkg)
     root = tmp_path / "src"
     (root / "book").mkdir(parents=True)
     chapter = "```{code-cell} ipython3\nimport numpy\nfrom hessnoise import a as A\n```\n"
@@ -276,6 +278,22 @@ def test_the_key_follows_the_package_modules_a_chapter_imports(tmp_path, monkeyp
     (root / "book" / "data" / "other.json").write_text("{}")  # declared by no imported module
     (pkg / "d.py").write_text('BOOK_INPUTS = ("book/data/other.json",)\n')
     assert key() == k4
+
+
+def test_a_chapter_that_imports_the_book_package_depends_on_its_submodules(tmp_path):
+    """``hessnoise.book`` is a package whose ``__init__`` re-exports its submodules: the key
+    of a chapter that imports it (the claims page) hashes every one of them."""
+    import hessnoise
+
+    assert sources.PACKAGE_DIR == Path(hessnoise.__file__).resolve().parent
+    cell = "from hessnoise.book import toc_files\n"
+    root = fake_book(tmp_path, PARAMS + f"\n```{{code-cell}} ipython3\n{cell}```\n")
+    mods = book.imported_modules(root / "book" / "bad.md")
+    package = sources.PACKAGE_DIR / "book"
+    expected = {f"hessnoise.book.{f.stem}": f for f in package.glob("*.py") if f.stem[0] != "_"}
+    assert {name: mods.get(name) for name in expected} == expected
+    assert mods["hessnoise.book"] == package / "__init__.py"
+    assert "hessnoise.book.__main__" not in mods  # nothing imports it
 
 
 def test_missing_data_stops_the_book_before_any_chapter_runs(tmp_path, monkeypatch):

@@ -179,3 +179,18 @@ def test_bad_arguments_are_refused_before_reading(tmp_path):
         data.load("digits", 10, size=5)
     with pytest.raises(ValueError, match="n=0"):
         data.load("digits", 0)
+
+
+def test_offline_switch_turns_downloads_off(tmp_path, monkeypatch):
+    from torchvision import datasets
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("a download was attempted")
+
+    monkeypatch.setattr(datasets.MNIST, "download", no_network)
+    monkeypatch.setenv("HESSNOISE_OFFLINE", "1")
+    assert data.offline()
+    with pytest.raises(data.DataMissing, match="mnist not found"):
+        data.load("mnist", 10, root=tmp_path, download=True)
+    monkeypatch.setenv("HESSNOISE_OFFLINE", "0")
+    assert not data.offline()

@@ -43,6 +43,7 @@ from torch.func import functional_call, grad, jvp, vmap
 
 import hessnoise._forward_ad  # noqa: F401  (loads forward-mode AD without torch's warning)
 from hessnoise._validate import choice, number
+from hessnoise.curvature import linear_block
 from hessnoise.progress import ticker
 
 Batch = tuple[Any, Tensor]
@@ -53,6 +54,8 @@ DENSE_PROGRESS_DIM = 4000
 STOCHASTIC_LAYERS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
                      nn.FeatureAlphaDropout, nn.RReLU)  # fmt: skip
 BATCH_COUPLED_LAYERS = (nn.modules.batchnorm._BatchNorm,)
+# Tangents per vmapped call of the dense build on the CPU: larger calls are no faster there.
+CPU_DENSE_CHUNK = 256
 
 
 # --------------------------------------------------------------------------------------------
@@ -291,6 +294,7 @@ class HessianOperator:
         self._graphs: list[tuple[list[Tensor], list[Tensor]]] | None = None
         self.n_matvecs = 0
         self.fwd_rev_failure = ""  # why forward-over-reverse was abandoned, if it was
+        self.linear_blocks: list[str] = []  # weights whose dense block came in Kronecker form
 
     def _at(self, at: Tensor | Mapping[str, Tensor]) -> dict[str, Tensor]:
         if isinstance(at, Tensor):
@@ -423,16 +427,22 @@ class HessianOperator:
         self.fwd_rev_failure = str(err)
         return self._rev_rev(vs)
 
-    def dense(self, *, chunk: int = 128) -> Tensor:
+    def dense(self, *, chunk: int | None = None) -> Tensor:
         """The full ``(P, P)`` matrix, one parameter tensor's columns at a time.
 
         Forward-over-reverse with one-hot tangents in a single parameter tensor: each block
         differentiates only that tensor, which skips the tangent work of all the others.
+        The largest tensor needs only its own block; when it is a linear layer's weight, that
+        block comes from :mod:`hessnoise.curvature.linear_block` in one matrix product.
+        ``chunk`` tangents go through each vmapped call (default: as many as the memory
+        budget allows, at most :data:`CPU_DENSE_CHUNK` on the CPU, where larger calls gain
+        nothing; on a GPU, fewer and larger calls mean fewer kernel launches).
         Where forward mode is unavailable, identity chunks go through double backward.
         """
         if self.fwd_rev_failure or self.mode == "rev-rev":
+            step = chunk or CPU_DENSE_CHUNK
             eye = torch.eye(self.dim, dtype=self.dtype, device=self.device)
-            return torch.cat([self(eye[i : i + chunk]) for i in range(0, self.dim, chunk)])
+            return torch.cat([self(eye[i : i + step]) for i in range(0, self.dim, step)])
         try:
             return self._dense_fwd_rev(chunk)
         except RuntimeError as err:
@@ -441,7 +451,61 @@ class HessianOperator:
             self.fwd_rev_failure = str(err)
             return self.dense(chunk=chunk)
 
-    def _dense_fwd_rev(self, chunk: int) -> Tensor:
+    def _dense_chunk(self, n: int) -> int:
+        per_tangent = 6 * self.bytes_per_sample * n + 4 * self.dim * self.itemsize
+        cap = CPU_DENSE_CHUNK if self.device.type == "cpu" else self.dim
+        return int(max(1, min(cap, self.memory_budget // per_tangent)))
+
+    def _linear_block(
+        self, out: Tensor, name: str, span: slice, batch: Batch, w: float, hvp: Any
+    ) -> bool:
+        """Add ``w`` × the Hessian block of ``name`` into ``out[span, span]`` by the Kronecker
+        form, when ``name`` is the weight of an ``nn.Linear`` called once on ``(n, d_in)``
+        inputs; checked against one ordinary product.  False (nothing added) otherwise."""
+        path, _, leaf = name.rpartition(".")
+        module = self.model.get_submodule(path)
+        if leaf != "weight" or not isinstance(module, nn.Linear):
+            return False
+        inputs: list[Tensor] = []
+        offset: list[Tensor | None] = [None]
+
+        def hook(_m: nn.Module, args: tuple[Tensor, ...], result: Tensor) -> Tensor:
+            inputs.append(args[0])
+            return result if offset[0] is None else result + offset[0]
+
+        buffers = self._buffers()
+
+        def phi(delta: Tensor) -> Tensor:  # the loss with δ added to the layer's outputs
+            offset[0] = delta
+            try:
+                return self._loss(self.params, batch, buffers)
+            finally:
+                offset[0] = None
+
+        handle = module.register_forward_hook(hook)
+        try:
+            self._loss(self.params, batch, buffers)
+            a = inputs[0]
+            if len(inputs) != 1 or a.ndim != 2 or a.shape[0] != _n(batch):
+                return False  # shared weights, or inputs with extra dimensions
+            z = linear_block.output_hessians(phi, a.new_zeros(a.shape[0], module.out_features))
+        finally:
+            handle.remove()
+        blocks = linear_block.kronecker_block(w * z, a, memory_budget=self.memory_budget)
+        # The Kronecker form assumes samples that do not interact; one product checks it.
+        gen = torch.Generator(device=self.device).manual_seed(0)
+        v = torch.randn(out[span, span].shape[0], generator=gen, dtype=self.dtype,
+                        device=self.device)  # fmt: skip
+        expected = w * hvp(v.reshape(self.params[name].shape))[name].reshape(-1)
+        error = (
+            linear_block.block_matvec(blocks, v) - expected
+        ).norm() / expected.norm().clamp_min(torch.finfo(self.dtype).tiny)
+        if not error.item() <= torch.finfo(self.dtype).eps ** 0.5:
+            return False
+        linear_block.add_block(out[span, span], blocks)
+        return True
+
+    def _dense_fwd_rev(self, chunk: int | None) -> Tensor:
         # Symmetry halves the work: parameter tensors are taken smallest first, and the columns
         # of tensor b are differentiated only into the rows of b and the tensors after it.  The
         # largest tensor (usually a first-layer weight) then needs only its own rows.
@@ -450,7 +514,8 @@ class HessianOperator:
         offsets = [0, *torch.tensor(self.sizes).cumsum(0).tolist()]
         span = {n: slice(offsets[k], offsets[k + 1]) for k, n in enumerate(self.names)}
         order = sorted(range(len(self.names)), key=lambda k: self.sizes[k])
-        blocks = len(self.batches) * sum(-(-size // chunk) for size in self.sizes)
+        kronecker: dict[str, bool] = {}  # whether each batch's block came in Kronecker form
+        blocks = len(self.batches) * len(self.sizes)  # one tick per parameter tensor and batch
         with (
             model_mode(self.model, self.train_mode),
             torch.no_grad(),
@@ -471,18 +536,26 @@ class HessianOperator:
                     def hvp(v: Tensor, grad_rows=grad_rows, name: str = name) -> dict[str, Tensor]:
                         return jvp(grad_rows, (self.params[name],), (v,))[1]
 
-                    for i in range(0, size, chunk):
-                        j = min(size, i + chunk)
+                    if rows == [name] and self._linear_block(out, name, span[name], batch, w, hvp):
+                        kronecker[name] = kronecker.get(name, True)
+                        tick()
+                        continue  # the block of a linear layer's weight, in one product
+                    kronecker[name] = False
+                    step = chunk or self._dense_chunk(_n(batch))
+                    for i in range(0, size, step):
+                        j = min(size, i + step)
                         onehot = torch.zeros(j - i, size, dtype=self.dtype, device=self.device)
                         onehot[torch.arange(j - i), torch.arange(i, j)] = 1
                         res = vmap(hvp)(onehot.reshape(j - i, *shape))
                         here = slice(offsets[b] + i, offsets[b] + j)
                         for r in rows:  # H is symmetric: store these columns as rows
                             out[here, span[r]].add_(res[r].reshape(j - i, -1), alpha=w)
-                        tick()
+                    tick()
+            self.linear_blocks = [n for n, every_batch in kronecker.items() if every_batch]
             for pos, b in enumerate(order):  # the other triangle of blocks, by transposition
-                diag = out[span[self.names[b]], span[self.names[b]]]
-                diag.copy_((diag + diag.T) / 2)
+                if self.names[b] not in self.linear_blocks:  # those are symmetric already
+                    diag = out[span[self.names[b]], span[self.names[b]]]
+                    diag.copy_((diag + diag.T) / 2)
                 for a in order[pos + 1 :]:
                     out[span[self.names[a]], span[self.names[b]]] = out[
                         span[self.names[b]], span[self.names[a]]

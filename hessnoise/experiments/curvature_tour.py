@@ -135,3 +135,27 @@ def bench_results(root: Path) -> tuple[dict[str, Any], str]:
             with open(path) as fh:
                 return json.load(fh), what
     raise FileNotFoundError("no benchmark results: run `make bench`")
+
+
+def gpu_bench_results(root: Path) -> tuple[dict[str, Any], str] | None:
+    """The last GPU benchmark (``make bench DEVICE=cuda``): ``_build/bench/curvature-cuda.json``
+    if it exists, else the snapshot committed in ``book/data/curvature-bench-cuda.json``, with
+    where it came from; ``None`` when there is neither (no GPU run yet)."""
+    for path, what in (
+        (root / "_build" / "bench" / "curvature-cuda.json", "this machine's last GPU benchmark"),
+        (root / "book" / "data" / "curvature-bench-cuda.json", "the GPU snapshot in the book"),
+    ):
+        if path.exists():
+            with open(path) as fh:
+                return json.load(fh), what
+    return None
+
+
+def gpu_bench_source(found: tuple[dict[str, Any], str] | None) -> str:
+    """Where the GPU column comes from, in words: the device, the date and the file, or that
+    there is no GPU snapshot yet."""
+    if found is None:
+        return "no GPU snapshot yet"
+    bench, what = found
+    machine = bench["machine"]
+    return f"{machine.get('gpu', 'a GPU')} (torch {machine['torch']}), {bench['date']}, {what}"

@@ -28,6 +28,7 @@ from torch import Tensor
 from hessnoise import checkpoints, data, models, train
 from hessnoise._validate import choice, number, positive_int
 from hessnoise.curvature import HessianOperator, Spectrum, hessian_matrix, spectrum
+from hessnoise.curvature.operator import default_memory_budget
 from hessnoise.losses import cross_entropy, smoothed_targets, target_entropy
 from hessnoise.params import FlatNet
 from hessnoise.progress import timed
@@ -50,6 +51,9 @@ class FloorConfig:
 
     ``floor_method`` is ``'gauss-newton'`` (from the initialization) or ``'gd+gauss-newton'``
     (the paper's gradient descent, ``gd_lr`` for ``gd_epochs`` epochs, then Gauss–Newton).
+    ``fallback`` is the dataset that stands in when ``dataset`` is not on the machine and
+    cannot be downloaded (a GPU machine without internet); :attr:`Problem.dataset` says which
+    was used.
     """
 
     dataset: str
@@ -66,9 +70,12 @@ class FloorConfig:
     expected_params: int | None = None
     assert_interpolation: bool = True
     download: bool = False
+    fallback: str | None = None
 
     def __post_init__(self) -> None:
         choice("dataset", self.dataset, DATASETS)
+        if self.fallback is not None:
+            choice("fallback", self.fallback, DATASETS)
         positive_int("n", self.n)
         positive_int("hidden", self.hidden)
         number("eps", self.eps, lo=0, hi=1, lo_open=True, hi_open=True)
@@ -80,7 +87,8 @@ class FloorConfig:
         """``smoke``: 20 Fashion-MNIST images at 7×7, 16 hidden units (P = 970).
         ``small``: 50 images at 7×7, 24 hidden units (P = 1,450, N(K−1) = 450).
         ``paper``: Section 4.1, 500 MNIST images at 14×14, 30 hidden units (P = 6,220),
-        gradient descent at lr 0.1 for 10k epochs, then Gauss–Newton."""
+        gradient descent at lr 0.1 for 10k epochs, then Gauss–Newton; Fashion-MNIST at 14×14
+        stands in where MNIST is missing and cannot be downloaded."""
         return by_scale(
             scale,
             smoke=cls(dataset="fashion-mnist", n=20, size=7, hidden=16),
@@ -88,7 +96,7 @@ class FloorConfig:
             paper=cls(
                 dataset="mnist", n=500, size=14, hidden=30, floor_method="gd+gauss-newton",
                 floor_iter=300, expected_params=PAPER_PARAMS, assert_interpolation=False,
-                download=True,
+                download=True, fallback="fashion-mnist",
             ),
         )  # fmt: skip
 
@@ -113,19 +121,23 @@ def required_data(scale: str) -> dict[str, bool]:
     The book command finds this function in every module a chapter imports and makes sure the
     data is there before any chapter runs (:func:`hessnoise.data.ensure`)."""
     cfg = FloorConfig.for_scale(scale)
+    if cfg.fallback and not data.available(cfg.dataset) and (data.offline() or not cfg.download):
+        return {cfg.fallback: False}  # what :func:`setup` will read instead
     return {cfg.dataset: cfg.download}
 
 
 @dataclass(frozen=True)
 class Problem:
     """Data, smoothed targets and the network f(θ, x) on one device; ``theta_init`` ``(P,)``
-    is the initialization."""
+    is the initialization; ``dataset`` the images actually used (the config's, or its
+    fallback)."""
 
     x: Tensor
     y: Tensor
     q: Tensor
     net: FlatNet
     theta_init: Tensor
+    dataset: str = ""
 
     @property
     def n_params(self) -> int:
@@ -164,6 +176,19 @@ class Problem:
         with threads("dense"):
             return spectrum(h)
 
+    def spectra(self, thetas: Tensor) -> list[Spectrum]:
+        """The exact spectra at each row of ``thetas`` ``(k, P)``: the Hessians one at a time,
+        their eigensolves batched (as many at once as fit in a quarter of the memory budget)."""
+        per_matrix = self.n_params**2 * torch.finfo(DTYPE).bits // 8
+        step = max(1, default_memory_budget(self.device) // (4 * per_matrix))
+        out = []
+        for s in range(0, thetas.shape[0], step):
+            h = torch.stack([self.hessian(theta) for theta in thetas[s : s + step]])
+            with threads("dense"):
+                lam = torch.linalg.eigvalsh(h).to(device="cpu", dtype=torch.float64)
+            out += [Spectrum(row.clone()) for row in lam]
+        return out
+
     def sample_gradients(self, theta: Tensor, targets: Tensor | None = None) -> Tensor:
         """Per-sample gradients ∇_θ ℓ(f(x_k; θ), t_k), ``(M, P)``; targets default to q."""
         targets = self.q if targets is None else targets
@@ -185,14 +210,22 @@ class Problem:
 
 
 def setup(cfg: FloorConfig, seed: int, device: torch.device | str) -> Problem:
-    """Load the class-balanced subset (drawn with ``seed``) and build the network on ``device``."""
-    x, y = data.load(cfg.dataset, cfg.n, size=cfg.size, seed=seed, download=cfg.download)
+    """Load the class-balanced subset (drawn with ``seed``) and build the network on ``device``;
+    the config's ``fallback`` dataset stands in if its own is missing."""
+    name = cfg.dataset
+    try:
+        x, y = data.load(name, cfg.n, size=cfg.size, seed=seed, download=cfg.download)
+    except data.DataMissing:
+        if cfg.fallback is None:
+            raise
+        name = cfg.fallback
+        x, y = data.load(name, cfg.n, size=cfg.size, seed=seed)
     x, y = x.to(device=device, dtype=DTYPE), y.to(device)
     module = models.mlp(
         x.shape[1], [cfg.hidden], N_CLASSES, activation=cfg.activation, seed=seed, device=device
     )
     net = FlatNet(module)
-    return Problem(x, y, smoothed_targets(y, N_CLASSES, cfg.eps), net, net.theta0())
+    return Problem(x, y, smoothed_targets(y, N_CLASSES, cfg.eps), net, net.theta0(), name)
 
 
 @dataclass
@@ -238,10 +271,13 @@ def max_sample_gradient(problem: Problem, theta: Tensor) -> float:
 
 
 def floor_fingerprint(problem: Problem, cfg: FloorConfig, seed: int) -> str:
-    """What the floor depends on: the configuration, the seed and the initialization."""
+    """What the floor depends on: the configuration, the seed, the initialization, and the
+    dataset when a fallback stood in for the config's."""
+    stand_in = [problem.dataset] if problem.dataset not in ("", cfg.dataset) else []
     return checkpoints.fingerprint(
-        CHECKPOINT_VERSION, asdict(cfg), seed, checkpoints.tensor_hash(problem.theta_init)
-    )
+        CHECKPOINT_VERSION, asdict(cfg), seed, checkpoints.tensor_hash(problem.theta_init),
+        *stand_in,
+    )  # fmt: skip
 
 
 def find_floor(
@@ -301,7 +337,9 @@ def floor_facts(problem: Problem, floor: Floor, cfg: FloorConfig) -> dict[str, f
     """The numbers a chapter states about its network and floor, for ``Chapter.record``."""
     h_q = target_entropy(cfg.eps, N_CLASSES)
     return {
-        "dataset": cfg.dataset,
+        "dataset": problem.dataset or cfg.dataset,
+        "dataset_requested": cfg.dataset,
+        "dataset_stands_in": int(problem.dataset not in ("", cfg.dataset)),
         "n_samples": cfg.n,
         "image_side": cfg.size or 0,
         "hidden": cfg.hidden,

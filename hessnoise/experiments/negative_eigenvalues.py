@@ -17,6 +17,8 @@ loss and the curvature along the valley floor are both proportional to 𝒞 = η
   coordinates are stationary, as A.3 assumes.
 * :func:`run_seed` does all of it for one seed: its own data subset, initialization and floor.
 
+One run, from its plan to its result, is in :mod:`hessnoise.experiments.floor_sgd` (its names
+are re-exported here); runs advanced together in :mod:`hessnoise.experiments.floor_sgd_batched`.
 The fits are in :mod:`hessnoise.experiments.a3_fits`, the curved-floor probe in
 :mod:`hessnoise.experiments.curved_floor`.
 
@@ -26,31 +28,35 @@ host sees a scalar per loss evaluation and the eigenvalues of each snapshot.
 
 from __future__ import annotations
 
-import math
-import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
-from torch import Tensor
 
-from hessnoise import checkpoints, train
 from hessnoise._validate import choice, number
-from hessnoise.experiments.floor import DTYPE, Floor, FloorConfig, Problem, find_floor, setup
-from hessnoise.losses import cross_entropy
-from hessnoise.progress import progress
+from hessnoise.experiments.floor import Floor, FloorConfig, Problem, find_floor, setup
+from hessnoise.experiments.floor_sgd import (  # noqa: F401  (the chapter's names, re-exported)
+    CHECKPOINT_VERSION,
+    PROTOCOLS,
+    TOL_FACTORS,
+    RunPlan,
+    RunResult,
+    draw_minibatch,
+    noise_power,
+    plan_run,
+    project_to_floor,
+    run_plan,
+    run_sgd,
+    schedule,
+    snapshot,
+    summary,
+)
+from hessnoise.experiments.floor_sgd_batched import batched_by_default, run_batched
+from hessnoise.progress import progress, timed
 from hessnoise.scales import by_scale
-from hessnoise.stats import Estimate, mean_se
-from hessnoise.threads import threads
 
-PROTOCOLS = ("minibatch", "sampled-labels")
-# Σλ₋ is recorded at these multiples of Spectrum.zero_tol, to show how much the threshold matters.
-TOL_FACTORS = (1.0, 1e3, 1e6)
 PAPER_SLOPE = -40.07  # Fig. 2(a): y = wx + b with w = −40.07, b = −1.22e−5
 PAPER_INTERCEPT = -1.22e-5
-# Part of every run checkpoint's fingerprint: bump it when what a checkpoint holds changes.
-CHECKPOINT_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -128,228 +134,6 @@ class NegativeEigenvaluesConfig:
         return eta * self.kappa(protocol, batch_size) / 4
 
 
-def draw_minibatch(problem: Problem, batch_size: int, protocol: str):
-    """``draw(generator) → (x_B, t_B)``: S distinct samples; targets q (``'minibatch'``) or
-    labels drawn from q (``'sampled-labels'``)."""
-    m, dev = problem.n_samples, problem.device
-
-    def draw(gen: torch.Generator) -> tuple[Tensor, Tensor]:
-        idx = torch.randperm(m, generator=gen, device=dev)[:batch_size]
-        if protocol == "minibatch":
-            return problem.x[idx], problem.q[idx]
-        labels = torch.multinomial(problem.q[idx], 1, generator=gen).squeeze(1)
-        return problem.x[idx], labels
-
-    return draw
-
-
-def noise_power(
-    problem: Problem, theta: Tensor, basis: Tensor, batch_size: int, protocol: str
-) -> tuple[Tensor, float]:
-    r"""Vᵀ∇L(θ) ``(n,)`` and the exact batch average E_B‖Vᵀg_B‖² of the protocol's mini-batch
-    gradient g_B at θ, projected on the columns of ``basis`` V ``(P, n)``.
-
-    With a_k the gradient of sample k at targets q and ā their mean (= ∇L), S distinct samples
-    out of M give the sampling variance (M − S)/(S(M − 1))·mean_k‖Vᵀ(a_k − ā)‖²; labels drawn
-    from q add mean_k Σ_c q_kc‖Vᵀ(∇ℓ_kc − a_k)‖²/S.
-    """
-    gv = problem.class_gradients(theta) @ basis  # (M, K, n)
-    a = (problem.q.unsqueeze(-1) * gv).sum(1)  # (M, n)
-    abar = a.mean(0)
-    m, s = problem.n_samples, batch_size
-    power = abar @ abar + (m - s) / (s * (m - 1)) * ((a - abar) ** 2).sum(1).mean()
-    if protocol == "sampled-labels":
-        power = power + (problem.q * ((gv - a.unsqueeze(1)) ** 2).sum(-1)).sum(1).mean() / s
-    return abar, power.item()
-
-
-def snapshot(problem: Problem, theta: Tensor) -> dict[str, Any]:
-    """Exact spectrum at θ: Σλ₋ at each of :data:`TOL_FACTORS` × zero_tol, the count of
-    negative eigenvalues, the trace, the smallest eigenvalue, and all eigenvalues (CPU)."""
-    sp = problem.spectrum(theta)
-    return {
-        "sum_neg": [sp.sum_negative(f * sp.zero_tol) for f in TOL_FACTORS],
-        "n_neg": sp.n_negative(),
-        "trace": sp.trace,
-        "lam_min": sp.eigenvalues[0].item(),
-        "eigenvalues": sp.eigenvalues,
-    }
-
-
-@dataclass
-class RunResult:
-    """One SGD run: per measurement block, the time-averaged excess loss and the spectrum at
-    the block's end.  ``sum_neg`` is ``(snapshots, len(TOL_FACTORS))``; the rest
-    ``(snapshots,)``; ``C`` is Appendix A.3's 𝒞 = ηκ/4.  ``end_floor_trace`` is the trace of
-    the Hessian at the floor point below the run's final state (:func:`project_to_floor`):
-    how far SGD has moved along the valley.  ``fdr_lhs`` and ``fdr_rhs`` ``(snapshots,)`` are
-    the two sides of the fluctuation–dissipation relation at each snapshot,
-    (θ − θ*)ᵀVVᵀ∇L and (η/2)E_B‖Vᵀg_B‖²."""
-
-    protocol: str
-    eta: float
-    batch_size: int
-    kappa: float
-    C: float
-    steps: int
-    block_excess: Tensor
-    sum_neg: Tensor
-    n_neg: Tensor
-    trace: Tensor
-    lam_min: Tensor
-    last_eigenvalues: Tensor
-    fdr_lhs: Tensor
-    fdr_rhs: Tensor
-    end_floor_trace: float = float("nan")
-    resumed_from: int = 0
-
-    @property
-    def fdr_gap(self) -> Estimate:
-        """⟨lhs − rhs⟩/⟨rhs⟩ of the fluctuation–dissipation relation, with its standard error
-        over snapshots: zero in a stationary state, negative while the non-degenerate
-        coordinates are still spreading (or the valley turns under them)."""
-        d = mean_se((self.fdr_lhs - self.fdr_rhs).numpy())
-        scale = self.fdr_rhs.mean().item()
-        return Estimate(d.value / scale, d.se / scale, d.n)
-
-    @property
-    def trace_drift(self) -> float:
-        """Relative change of the Hessian trace over the measurement window: the mean over its
-        last fifth of snapshots against the mean over its first fifth."""
-        k = max(1, self.trace.numel() // 5)
-        return (self.trace[-k:].mean() / self.trace[:k].mean() - 1).item()
-
-    @property
-    def excess(self) -> float:
-        """⟨L⟩ − L* over the measurement window."""
-        return self.block_excess.mean().item()
-
-    @property
-    def excess_se(self) -> float:
-        """Standard error of ⟨L⟩ − L* from the block means."""
-        return (self.block_excess.std() / math.sqrt(self.block_excess.numel())).item()
-
-    @property
-    def excess_a3(self) -> float:
-        """A.3's ⟨L⟩ − L* = 𝒞·Σλ_i with the trace of the Hessians at the snapshots (where in
-        the valley the run is, which SGD's drift moves during the window)."""
-        return self.C * self.trace.mean().item()
-
-    @property
-    def sum_negative(self) -> float:
-        """⟨Σλ₋⟩ over the snapshots (threshold: zero_tol)."""
-        return self.sum_neg[:, 0].mean().item()
-
-    @property
-    def sum_negative_se(self) -> float:
-        """Standard error of ⟨Σλ₋⟩, treating snapshots as independent."""
-        y = self.sum_neg[:, 0]
-        return (y.std() / math.sqrt(y.numel())).item()
-
-
-def project_to_floor(problem: Problem, theta: Tensor, cfg: FloorConfig) -> tuple[Tensor, float]:
-    """The floor point below θ, by Gauss–Newton from θ (the nearest minimum to first order:
-    the steps are orthogonal to the floor's null space), and the trace of its Hessian."""
-    fit = train.gauss_newton(
-        problem.outputs, cross_entropy, problem.q, theta,
-        max_iter=cfg.floor_iter, grad_tol=cfg.floor_tol,
-    )  # fmt: skip
-    return fit.theta, torch.trace(problem.hessian(fit.theta)).item()
-
-
-def schedule(tau_equil: float, tau_measure: float, eta: float, snapshots: int, loss_points: int):
-    """Steps of the equilibration window, of one block, and between loss evaluations, for
-    windows given in SGD time τ = η·t; all rounded so that blocks hold whole loss intervals."""
-    block = math.ceil(tau_measure / (eta * snapshots))
-    every = max(1, block // loss_points)
-    block = math.ceil(block / every) * every
-    equil = math.ceil(math.ceil(tau_equil / eta) / every) * every
-    return equil, block, every
-
-
-def run_sgd(
-    problem: Problem,
-    floor: Floor,
-    cfg: NegativeEigenvaluesConfig,
-    protocol: str,
-    eta: float,
-    batch_size: int,
-    seed: int,
-    *,
-    tau: tuple[float, float] | None = None,
-    snapshots: int | None = None,
-    checkpoint_dir: str | Path | None = None,
-) -> RunResult:
-    """SGD at (η, S) from the floor (θ* for sampled labels, ``floor.theta_start`` for the
-    paper's protocol): equilibrate for τ_equil, then measure for τ_measure in ``snapshots``
-    blocks.  Checkpointed in ``checkpoint_dir`` (resumes after a kill)."""
-    choice("protocol", protocol, PROTOCOLS)
-    tau_equil, tau_measure = tau or (cfg.tau_equil, cfg.tau_measure)
-    snapshots = snapshots or cfg.snapshots
-    equil, block, every = schedule(tau_equil, tau_measure, eta, snapshots, cfg.loss_points)
-    steps = equil + snapshots * block
-    start = floor.theta if protocol == "sampled-labels" else floor.theta_start
-    run_seed = zlib.crc32(f"{seed}/{protocol}/{eta!r}/{batch_size}".encode())
-
-    def callback(step: int, theta: Tensor) -> dict[str, Any] | None:
-        if step <= equil:
-            return None
-        rec: dict[str, Any] = {"excess": problem.loss_value(theta) - floor.loss}
-        if (step - equil) % block == 0:
-            rec.update(snapshot(problem, theta))
-            grad, power = noise_power(problem, theta, floor.basis, batch_size, protocol)
-            rec["fdr_lhs"] = ((theta - floor.theta) @ floor.basis @ grad).item()
-            rec["fdr_rhs"] = eta / 2 * power
-        return rec
-
-    def batch_loss(theta: Tensor, xb: Tensor, tb: Tensor) -> Tensor:
-        return cross_entropy(problem.net(theta, xb), tb)
-
-    path = None
-    if checkpoint_dir is not None:
-        path = Path(checkpoint_dir) / f"{protocol}_eta{eta:g}_S{batch_size}.pt"
-    key = checkpoints.fingerprint(
-        CHECKPOINT_VERSION, TOL_FACTORS, asdict(cfg), seed, protocol, eta, batch_size,
-        tau_equil, tau_measure, snapshots, checkpoints.tensor_hash(start),
-    )  # fmt: skip
-    with threads("small"):
-        res = train.sgd(
-            batch_loss, start, draw_minibatch(problem, batch_size, protocol), lr=eta,
-            steps=steps, seed=run_seed, callback=callback, every=every, checkpoint=path,
-            checkpoint_every=cfg.checkpoint_every, fingerprint=key,
-        )  # fmt: skip
-    excess = torch.zeros(snapshots, dtype=DTYPE)
-    counts = torch.zeros(snapshots, dtype=DTYPE)
-    snaps = [r for r in res.records if "sum_neg" in r]
-    for r in res.records:
-        j = (r["step"] - equil - 1) // block
-        excess[j] += r["excess"]
-        counts[j] += 1
-    kappa = cfg.kappa(protocol, batch_size)
-    return RunResult(
-        protocol=protocol,
-        eta=eta,
-        batch_size=batch_size,
-        kappa=kappa,
-        C=eta * kappa / 4,
-        steps=steps,
-        block_excess=excess / counts,
-        sum_neg=torch.tensor([r["sum_neg"] for r in snaps], dtype=DTYPE),
-        n_neg=torch.tensor([r["n_neg"] for r in snaps]),
-        trace=torch.tensor([r["trace"] for r in snaps], dtype=DTYPE),
-        lam_min=torch.tensor([r["lam_min"] for r in snaps], dtype=DTYPE),
-        last_eigenvalues=snaps[-1]["eigenvalues"],
-        fdr_lhs=torch.tensor([r["fdr_lhs"] for r in snaps], dtype=DTYPE),
-        fdr_rhs=torch.tensor([r["fdr_rhs"] for r in snaps], dtype=DTYPE),
-        end_floor_trace=(
-            project_to_floor(problem, res.theta, cfg.floor)[1]
-            if protocol == "sampled-labels"
-            else float("nan")
-        ),
-        resumed_from=res.resumed_from,
-    )
-
-
 @dataclass
 class Sweep:
     """An η sweep at S = ``batch_size0`` and an S sweep at η = ``eta0``, sharing their centre
@@ -369,6 +153,35 @@ class Sweep:
         return out
 
 
+def sweep_pairs(cfg: NegativeEigenvaluesConfig) -> list[tuple[float, int]]:
+    """The distinct (η, S) of both sweeps: the η sweep, then the S sweep without the centre."""
+    pairs = [(eta, cfg.batch_size0) for eta in sorted(cfg.etas)]
+    return pairs + [(cfg.eta0, s) for s in sorted(cfg.batch_sizes) if s != cfg.batch_size0]
+
+
+def _sweep_of(protocol: str, cfg: NegativeEigenvaluesConfig, done: dict) -> Sweep:
+    eta_runs = [done[eta, cfg.batch_size0] for eta in sorted(cfg.etas)]
+    batch_runs = [done[cfg.eta0, s] for s in sorted(cfg.batch_sizes)]
+    return Sweep(protocol, eta_runs, batch_runs)
+
+
+def _run_plans(
+    problem: Problem,
+    floor: Floor,
+    cfg: NegativeEigenvaluesConfig,
+    plans: list[RunPlan],
+    batched: bool | None,
+    desc: str = "runs",
+) -> list[RunResult]:
+    if batched is None:
+        batched = batched_by_default(problem.device)
+    if batched:
+        with timed(f"{desc}: {len(plans)} runs batched"):
+            return run_batched(problem, floor, cfg, plans)
+    label = lambda p: f"{p.protocol}, eta={p.eta:g}, S={p.batch_size}"  # noqa: E731
+    return [run_plan(problem, floor, cfg, p) for p in progress(plans, desc=desc, label=label)]
+
+
 def sweep(
     problem: Problem,
     floor: Floor,
@@ -379,22 +192,22 @@ def sweep(
     tau: tuple[float, float] | None = None,
     snapshots: int | None = None,
     checkpoint_dir: str | Path | None = None,
+    batched: bool | None = None,
 ) -> Sweep:
     """Both sweeps of ``cfg`` for one protocol; finished runs are read from their checkpoints.
-    Reports one progress line per finished run (:mod:`hessnoise.progress`)."""
+
+    With ``batched`` (default: :func:`batched_by_default` of the problem's device) the runs
+    advance together (:func:`run_batched`), to the same results up to rounding.  Reports one
+    progress line per finished run, or per batched sweep (:mod:`hessnoise.progress`)."""
     choice("protocol", protocol, PROTOCOLS)
-    eta_pairs = [(eta, cfg.batch_size0) for eta in sorted(cfg.etas)]
-    batch_pairs = [(cfg.eta0, s) for s in sorted(cfg.batch_sizes)]
-    pairs = list(dict.fromkeys(eta_pairs + batch_pairs))  # the shared centre runs once
-    done: dict[tuple[float, int], RunResult] = {}
-    for eta, batch_size in progress(
-        pairs, desc=f"sweep {protocol}, seed {seed}", label=lambda p: f"eta={p[0]:g}, S={p[1]}"
-    ):
-        done[eta, batch_size] = run_sgd(
-            problem, floor, cfg, protocol, eta, batch_size, seed,
-            tau=tau, snapshots=snapshots, checkpoint_dir=checkpoint_dir,
-        )  # fmt: skip
-    return Sweep(protocol, [done[p] for p in eta_pairs], [done[p] for p in batch_pairs])
+    pairs = sweep_pairs(cfg)
+    plans = [
+        plan_run(floor, cfg, protocol, eta, s, seed, tau=tau, snapshots=snapshots,
+                 checkpoint_dir=checkpoint_dir)
+        for eta, s in pairs
+    ]  # fmt: skip
+    results = _run_plans(problem, floor, cfg, plans, batched, f"sweep {protocol}, seed {seed}")
+    return _sweep_of(protocol, cfg, dict(zip(pairs, results, strict=True)))
 
 
 @dataclass
@@ -415,12 +228,29 @@ def run_seed(
     device: torch.device | str,
     floor_dir: str | Path | None = None,
     runs_dir: str | Path | None = None,
+    *,
+    batched: bool | None = None,
 ) -> SeedResult:
     """One seed's data subset, initialization and floor (cached in ``floor_dir``), and both
-    protocols' sweeps (checkpointed in ``runs_dir``)."""
+    protocols' sweeps (checkpointed in ``runs_dir``).  With ``batched`` (default:
+    :func:`batched_by_default` of ``device``) all runs of both protocols advance together."""
     problem = setup(cfg.floor, seed, device)
     floor = find_floor(problem, cfg.floor, seed, floor_dir)
-    mb = sweep(problem, floor, cfg, "minibatch", seed, tau=cfg.minibatch_tau,
-               snapshots=cfg.minibatch_snapshots, checkpoint_dir=runs_dir)  # fmt: skip
-    sampled = sweep(problem, floor, cfg, "sampled-labels", seed, checkpoint_dir=runs_dir)
+    pairs = sweep_pairs(cfg)
+    windows = {
+        "minibatch": (cfg.minibatch_tau, cfg.minibatch_snapshots),
+        "sampled-labels": ((cfg.tau_equil, cfg.tau_measure), cfg.snapshots),
+    }
+    plans = [
+        plan_run(floor, cfg, protocol, eta, s, seed, tau=tau, snapshots=snaps,
+                 checkpoint_dir=runs_dir)
+        for protocol, (tau, snaps) in windows.items()
+        for eta, s in pairs
+    ]  # fmt: skip
+    results = _run_plans(problem, floor, cfg, plans, batched, f"seed {seed}")
+    done = {(p.protocol, p.eta, p.batch_size): r for p, r in zip(plans, results, strict=True)}
+    mb, sampled = (
+        _sweep_of(protocol, cfg, {(e, s): done[protocol, e, s] for e, s in pairs})
+        for protocol in windows
+    )
     return SeedResult(seed, problem, floor, mb, sampled)

@@ -102,12 +102,24 @@ def lanczos_table(ext: Any, exact: torch.Tensor, k: int) -> Any:
     return markdown_table(["", "Lanczos", "residual bound", "exact"], rows)
 
 
-def bench_table(bench: dict[str, Any]) -> Any:
-    """The benchmark's ratios against their targets."""
+def bench_table(bench: dict[str, Any], gpu: dict[str, Any] | None = None) -> Any:
+    """The benchmark's ratios against their targets; with ``gpu``, the GPU run's beside the
+    CPU run's (rows that only one of them has are left blank in the other)."""
     verdict = {True: "met", False: "**missed**", None: "n/a"}
-    rows = [
-        [r["key"], "n/a" if r["value"] is None else f"{r['value']:.2f}", r["target"],
-         verdict[r["passed"]]]
-        for r in bench["targets"]
-    ]  # fmt: skip
-    return markdown_table(["ratio", "measured", "target", ""], rows)
+
+    def cells(run: dict[str, Any], key: str) -> list[str]:
+        row = {r["key"]: r for r in run["targets"]}.get(key)
+        if row is None:
+            return ["", "", ""]
+        value = "n/a" if row["value"] is None else f"{row['value']:.2f}"
+        return [value, row["target"], verdict[row["passed"]]]
+
+    keys = [r["key"] for r in bench["targets"]]
+    if gpu is None:
+        return markdown_table(["ratio", "measured", "target", ""],
+                              [[k, *cells(bench, k)] for k in keys])  # fmt: skip
+    keys += [r["key"] for r in gpu["targets"] if r["key"] not in keys]
+    return markdown_table(
+        ["ratio", "CPU", "target", "", "GPU", "target", ""],
+        [[k, *cells(bench, k), *cells(gpu, k)] for k in keys],
+    )

@@ -154,7 +154,8 @@ def network_table(cfg: FloorConfig, problem: Problem, method: str) -> Any:
     """The data, the network and how its floor was reached."""
     side = f"{cfg.size}×{cfg.size} by average pooling" if cfg.size else "at full resolution"
     rows = [
-        ["data", f"{cfg.n} {cfg.dataset} training images, {side}, class-balanced"],
+        ["data", f"{cfg.n} {problem.dataset or cfg.dataset} training images, {side}, "
+                 "class-balanced"],
         ["network", f"{problem.x.shape[1]} → {cfg.hidden} ({cfg.activation}) → {N_CLASSES}, "
                     "float64"],
         ["parameters P", f"{problem.n_params:,}"],

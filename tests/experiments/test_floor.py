@@ -7,9 +7,10 @@ import dataclasses
 
 import pytest
 import torch
+from test_data import tiny_images, write_idx
 from tiny_network import TINY_FLOOR
 
-from hessnoise import checkpoints, models
+from hessnoise import checkpoints, data, models
 from hessnoise.experiments import floor as fl
 from hessnoise.losses import cross_entropy, target_entropy
 from hessnoise.scales import SCALES
@@ -100,3 +101,33 @@ def test_paper_protocol_floor_starts_at_the_gradient_descent_point():
     for _ in range(50):
         gd = gd - 0.1 * torch.func.grad(problem.loss)(gd)
     assert torch.allclose(floor.theta_start, gd, atol=1e-12)
+
+
+@pytest.mark.skipif(not data.fashion_mnist_available(), reason="needs Fashion-MNIST")
+def test_a_fallback_stands_in_for_missing_data_and_says_so(tmp_path, monkeypatch):
+    # MNIST is not under the data root and downloads are off: Fashion-MNIST stands in
+    monkeypatch.setenv("HESSNOISE_DATA", str(tmp_path))
+    monkeypatch.setenv("HESSNOISE_OFFLINE", "1")
+    cfg = fl.FloorConfig(dataset="mnist", n=20, size=7, hidden=8, download=True)
+    with pytest.raises(data.DataMissing, match="mnist not found"):
+        fl.setup(cfg, 0, "cpu")
+    stand_in = dataclasses.replace(cfg, fallback="fashion-mnist")
+    problem = fl.setup(stand_in, 0, "cpu")
+    assert problem.dataset == "fashion-mnist" and problem.x.shape == (20, 49)
+    facts = fl.floor_facts(problem, fl.find_floor(problem, stand_in, 0), stand_in)
+    assert facts["dataset"] == "fashion-mnist" and facts["dataset_requested"] == "mnist"
+    assert facts["dataset_stands_in"] == 1
+    # a floor found on the stand-in is cached under another key than one found on MNIST
+    assert fl.floor_fingerprint(problem, stand_in, 0) != fl.floor_fingerprint(
+        dataclasses.replace(problem, dataset="mnist"), stand_in, 0
+    )
+    # with MNIST's files under the data root, MNIST is used
+    images, labels = tiny_images(40)
+    for prefix in ("train", "t10k"):
+        write_idx(tmp_path / "MNIST" / "raw", prefix, images, labels)
+    assert fl.setup(stand_in, 0, "cpu").dataset == "mnist"
+
+
+def test_paper_scale_falls_back_to_fashion_mnist_at_the_same_size():
+    assert fl.FloorConfig.for_scale("paper").fallback == "fashion-mnist"
+    assert fl.FloorConfig.for_scale("small").fallback is None

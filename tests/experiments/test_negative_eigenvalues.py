@@ -10,6 +10,7 @@ import pytest
 import torch
 from tiny_network import TINY
 
+from hessnoise.experiments import floor_sgd
 from hessnoise.experiments import negative_eigenvalues as ne
 from hessnoise.losses import cross_entropy
 from hessnoise.scales import SCALES
@@ -144,7 +145,7 @@ def test_killed_sweep_resumes_to_the_same_results(tiny, tmp_path, monkeypatch):
     cfg, problem, floor = tiny
     ref = ne.sweep(problem, floor, cfg, "sampled-labels", 1)
     calls = {"n": 0}
-    real = ne.snapshot
+    real = floor_sgd.snapshot  # what each run calls at a snapshot
 
     def dies(*args, **kwargs):
         calls["n"] += 1
@@ -152,10 +153,10 @@ def test_killed_sweep_resumes_to_the_same_results(tiny, tmp_path, monkeypatch):
             raise Killed
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(ne, "snapshot", dies)
+    monkeypatch.setattr(floor_sgd, "snapshot", dies)
     with pytest.raises(Killed):
         ne.sweep(problem, floor, cfg, "sampled-labels", 1, checkpoint_dir=tmp_path)
-    monkeypatch.setattr(ne, "snapshot", real)
+    monkeypatch.setattr(floor_sgd, "snapshot", real)
     assert len(list(tmp_path.glob("sampled-labels_*.pt"))) == 3
     res = ne.sweep(problem, floor, cfg, "sampled-labels", 1, checkpoint_dir=tmp_path)
     assert [r.resumed_from for r in res.runs][:2] == [r.steps for r in res.runs][:2]

@@ -70,3 +70,20 @@ def test_curvature_figures_build(rc_guard):
     assert labelled(fc.density_figure(grid, torch.ones(50, dtype=torch.float64), lam, 0.1))
     study = {"Hutchinson": {"values": torch.randn(30), "std_empirical": 1.0}}
     assert labelled(fc.trace_estimates_figure(study, 0.0, 10))
+
+
+def test_bench_table_puts_the_gpu_run_beside_the_cpu_run():
+    cpu = {
+        "targets": [
+            {"key": "a", "value": 2.0, "target": ">= 1", "passed": True},
+            {"key": "b", "value": None, "target": "<= 1", "passed": None},
+        ]
+    }
+    gpu = {"targets": [{"key": "a", "value": 0.5, "target": ">= 1", "passed": False},
+                       {"key": "c", "value": 3.0, "target": "<= 360", "passed": True}]}  # fmt: skip
+    alone = str(fc.bench_table(cpu))
+    assert "GPU" not in alone and "| a | 2.00 | >= 1 | met |" in alone
+    both = str(fc.bench_table(cpu, gpu))
+    assert "| a | 2.00 | >= 1 | met | 0.50 | >= 1 | **missed** |" in both
+    assert "| b | n/a | <= 1 | n/a |  |  |  |" in both  # a CPU-only row
+    assert "| c |  |  |  | 3.00 | <= 360 | met |" in both  # a GPU-only row
