@@ -9,7 +9,7 @@ module per method, named after its paper where there is one.
 from hessnoise.curvature.exact import Spectrum, exact_spectrum, hessian_matrix, spectrum
 from hessnoise.curvature.hutchinson1989 import hutchinson
 from hessnoise.curvature.lanczos import Extremes, LanczosResult, extreme_eigenvalues, lanczos
-from hessnoise.curvature.meyer2021hutchpp import hutchpp
+from hessnoise.curvature.meyer2021hutchpp import GroupTraceEstimate, hutchpp, hutchpp_groups
 from hessnoise.curvature.operator import HessianOperator, gradient, model_mode
 from hessnoise.curvature.probes import TraceEstimate, dense_matvec
 from hessnoise.curvature.ubaru2017slq import SLQ, slq
@@ -17,6 +17,7 @@ from hessnoise.curvature.ubaru2017slq import SLQ, slq
 __all__ = [
     "SLQ",
     "Extremes",
+    "GroupTraceEstimate",
     "HessianOperator",
     "LanczosResult",
     "Spectrum",
@@ -28,6 +29,7 @@ __all__ = [
     "hessian_matrix",
     "hutchinson",
     "hutchpp",
+    "hutchpp_groups",
     "lanczos",
     "model_mode",
     "slq",

@@ -205,9 +205,18 @@ def run_path(
     folder: str | Path,
     *,
     theta0: Tensor | None = None,
+    valley_only: bool = False,
 ) -> PathRun:
     """Train (or read back) the SGD run from ``theta0``, project every epoch, test and refine
-    the segments; every step is cached under ``folder``."""
+    the segments; every step is cached under ``folder``.
+
+    With ``valley_only`` the epochs are projected from the last one backwards, and the scan
+    stops at the first projection that misses the threshold: the path then holds that missed
+    projection and every later epoch's, all minima (the valley in the sense of
+    :func:`valley_epochs`), and the segments between them.  The projections of the descent
+    before it, which miss the threshold after spending their whole budget and are most of the
+    cost of a path, are skipped.  Projections are cached under the same keys either way, so a
+    full run's files serve a valley-only run and the other way round."""
     folder = Path(folder)
     states = train(problem, cfg, seed, folder, theta0=theta0)
 
@@ -220,8 +229,33 @@ def run_path(
         return cached_segment(problem, pa, pb, path)
 
     endpoints = [e * cfg.iters_per_epoch for e in range(cfg.epochs + 1)]
+    if valley_only:
+        endpoints = _valley_tail(endpoints, project_at)
     points, leaves, tested = refine(endpoints, project_at, evaluate, cfg.threshold, cfg.max_depth)
+    for k in endpoints:  # a lone endpoint (the last epoch missed) has no segment to hold it
+        points.setdefault(k, project_at(k))
     return PathRun(problem, cfg, states, points, leaves, tested, folder)
+
+
+def _valley_tail(endpoints: list[int], project_at) -> list[int]:
+    """The iterations from the last one whose projection missed the threshold (inclusive) to
+    the end, found by projecting backwards from the end; all of them if none missed."""
+    for i in range(len(endpoints) - 1, -1, -1):
+        if not project_at(endpoints[i]).reached:
+            return endpoints[i:]
+    return endpoints
+
+
+def valley_epochs(run: PathRun) -> list[int]:
+    """The epochs from which on every epoch's projection reached the threshold, in order:
+    the valley as projections alone see it (segments are not consulted)."""
+    epochs = [k // run.ipe for k in run.steps() if k % run.ipe == 0]
+    tail: list[int] = []
+    for e in reversed(epochs):
+        if not run.points[e * run.ipe].reached:
+            break
+        tail.append(e)
+    return tail[::-1]
 
 
 def checkpoint_name(cfg: PathConfig, kind: str = "path") -> str:
@@ -233,11 +267,17 @@ def checkpoint_name(cfg: PathConfig, kind: str = "path") -> str:
 
 
 def projected_path(
-    cfg: PathConfig, seed: int, device: torch.device | str, folder: str | Path
+    cfg: PathConfig,
+    seed: int,
+    device: torch.device | str,
+    folder: str | Path,
+    *,
+    valley_only: bool = False,
 ) -> PathRun:
     """Fig. 1's protocol for one configuration and seed: data, network, SGD, projections and
-    refinement, all read back from ``folder`` when they are there."""
-    return run_path(setup(cfg, seed, device), cfg, seed, folder)
+    refinement, all read back from ``folder`` when they are there (``valley_only``: see
+    :func:`run_path`)."""
+    return run_path(setup(cfg, seed, device), cfg, seed, folder, valley_only=valley_only)
 
 
 @dataclass
