@@ -168,6 +168,7 @@ class FDRResult:
         return (self.lhs / self.rhs - 1).abs()
 
 
+@threads("small")
 def fdr(
     valley: V.Valley,
     noise: V.Noise,
