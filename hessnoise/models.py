@@ -21,13 +21,29 @@ batch is a fixed function of θ (what projection and line connectedness need).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hessnoise._validate import choice, positive_int
+
+# PyTorch's default initializers draw from the global generator, which all threads share.
+_INIT_LOCK = threading.RLock()  # re-entrant: a builder may call another
+
+
+@contextmanager
+def seeded_init(seed: int) -> Iterator[None]:
+    """Draws from the global generator seeded with ``seed``, its state restored afterwards,
+    one thread at a time: networks built in parallel threads (the trace chapter's runs) get
+    the weights a lone build gives, whatever the interleaving."""
+    with _INIT_LOCK, torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "gelu": nn.GELU, "softplus": nn.Softplus}
 
@@ -51,8 +67,7 @@ def mlp(
     choice("activation", activation, tuple(ACTIVATIONS))
     widths = [d_in, *hidden, d_out]
     layers: list[nn.Module] = []
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded_init(seed):
         for k, (a, b) in enumerate(itertools.pairwise(widths)):
             layers.append(nn.Linear(a, b))
             if k < len(widths) - 2:
@@ -73,8 +88,7 @@ def small_cnn(
     inputs of ``in_channels`` channels."""
     positive_int("width", width)
     positive_int("side", side)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded_init(seed):
         net = nn.Sequential(
             nn.Conv2d(in_channels, width, 3, padding=1),
             nn.BatchNorm2d(width),
@@ -126,8 +140,7 @@ def conv_net(
         positive_int(f"channels[{i}]", c)
     c1, c2 = channels
     out_side = ((side + 1) // 2 + 1) // 2
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded_init(seed):
         layers: list[nn.Module] = [nn.Conv2d(in_channels, c1, 3, stride=2, padding=1)]
         layers += [_bn(c1)] if batch_norm else []
         layers += [nn.ReLU(), nn.Conv2d(c1, c2, 3, stride=2, padding=1)]
@@ -249,8 +262,7 @@ class DenseNet(nn.Module):
 
 
 def _seeded(seed: int, make, dtype: torch.dtype, device: torch.device | str) -> nn.Module:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded_init(seed):
         net = make()
     return net.to(dtype=dtype, device=device)
 

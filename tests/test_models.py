@@ -3,6 +3,8 @@ BatchNorm without running statistics, and batched evaluation over stacked parame
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 import torch
 from torch.func import functional_call
@@ -75,3 +77,18 @@ def test_stacked_parameters_evaluate_in_one_batched_call():
     for th, out in zip(thetas, batched, strict=True):
         ref = functional_call(net, flat.params(th), (x,))
         torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+
+
+def test_networks_built_in_parallel_threads_get_a_lone_build_weights():
+    # PyTorch's initializers draw from the global generator: without the lock in
+    # models.seeded_init, threads building at once took each other's draws (the trace
+    # chapter's parallel runs then differed from sequential ones).
+    def build(seed: int) -> torch.Tensor:
+        net = models.mlp(50, [200, 200], 10, seed=seed)
+        return torch.cat([p.detach().reshape(-1) for p in net.parameters()])
+
+    alone = [build(s) for s in range(8)]
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(10):
+            together = list(pool.map(build, range(8)))
+            assert all(torch.equal(a, b) for a, b in zip(together, alone, strict=True))
