@@ -5,11 +5,13 @@ Modules, one idea each:
 * :mod:`hessnoise.curvature` — Hessian-vector products (``HessianOperator``, at any θ),
   Hutchinson, Hutch++, exact spectra, Lanczos, stochastic Lanczos quadrature; one method per
   module, named after its paper;
-* :mod:`hessnoise.valley` — toy minimal valleys (eq. 1), noise models, heavy-ball SGD and the
-  exact stationary statistics; :mod:`hessnoise.drift` — how noise moves a toy valley's
-  spectrum, measured against theory;
+* :mod:`hessnoise.valley` — toy minimal valleys (eq. 1) and noise models (re-exporting its
+  siblings' names); :mod:`hessnoise.valley_sgd` — heavy-ball SGD on replicas of a valley;
+  :mod:`hessnoise.valley_theory` — the exact stationary statistics and the drift they predict;
+  :mod:`hessnoise.drift` — how noise moves a toy valley's spectrum, measured against theory;
 * :mod:`hessnoise.params` — a network as f(θ, x); :mod:`hessnoise.train` — optimizers, θ in and
   θ out (L-BFGS, gradient descent, Gauss–Newton, SGD with checkpoints);
+  :mod:`hessnoise.train_batched` — many SGD runs advanced together;
   :mod:`hessnoise.losses` — the label-smoothed cross-entropy and its floor;
   :mod:`hessnoise.projection` — the gradient-flow limit map Φ onto a floor;
   :mod:`hessnoise.scale_invariance` — BatchNorm's scale symmetries and the trace that

@@ -6,7 +6,8 @@ A minimal valley in the coordinates of Lemma 1 is
 
 with ``theta`` the n non-degenerate coordinates θ and ``theta_hat`` the m degenerate ones θ̂.
 Everything here is vectorized over R independent replicas in float64: ``theta`` is
-``(R, n)``, ``theta_hat`` is ``(R, m)``, and ``lam`` is ``(R, n)``, one row per replica.
+``(R, n)``, ``theta_hat`` is ``(R, m)``, and ``lam`` is ``(R, n)``, one row per replica
+(:func:`replicas` makes the starts).
 
 A noise model is a random *potential* V whose gradient is the gradient noise: the stochastic
 loss is ``L^B = L + V(θ, λ)``, and :meth:`Noise.gradients` returns ∂V/∂θ and ∂V/∂λ.  For the
@@ -15,21 +16,67 @@ non-degenerate block only, as in the paper's model (C aligned with H there).  La
 the amplitude attached: its per-sample loss ``½ Σ (√λ_i θ_i − ε_i)²`` also kicks θ̂, as real
 label noise does.
 
-:func:`sgd` runs heavy-ball SGD (β = 0 is plain SGD) and yields every step;
-:func:`stationary_moments` and :func:`theta_sq` give the exact stationary statistics
-(eq. 11, eq. 14, and their heavy-ball generalization) that the chapters test against.
+Two sibling modules work on these valleys, and their names are re-exported here, so that
+``from hessnoise import valley as V`` reaches all three:
+
+* :mod:`hessnoise.valley_sgd` — heavy-ball SGD on the replicas (β = 0 is plain SGD):
+  :func:`sgd` yields every step, :func:`run` only advances the state;
+* :mod:`hessnoise.valley_theory` — the exact stationary statistics (eq. 11, eq. 14, and their
+  heavy-ball generalization: :func:`stationary_moments`, :func:`theta_sq`,
+  :func:`stationary_state`) that the chapters test against, the drift of a spectral function
+  they predict (:func:`drift_rates`), and the spectral functions of the theorems
+  (:func:`trace_fn`, :func:`logdet_fn`, :func:`frobenius_sq_fn`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-import hessnoise._forward_ad  # noqa: F401  (loads forward-mode AD without torch's warning)
 from hessnoise._validate import choice, number, positive_int
+from hessnoise.valley_sgd import SGDState, Step, run, sgd
+from hessnoise.valley_theory import (
+    drift_rates,
+    frobenius_sq_fn,
+    logdet_fn,
+    predicted_drift,
+    stationary_moments,
+    stationary_state,
+    theta_sq,
+    trace_fn,
+)
+
+__all__ = [
+    "DTYPE",
+    "DesignedNoise",
+    "HessianNoise",
+    "IsotropicNoise",
+    "LabelNoise",
+    "LamFn",
+    "NoNoise",
+    "Noise",
+    "SGDState",
+    "SpectralFn",
+    "Step",
+    "Valley",
+    "drift_rates",
+    "frobenius_sq_fn",
+    "kappa_sgd",
+    "logdet_fn",
+    "logdet_toy",
+    "predicted_drift",
+    "replicas",
+    "run",
+    "sgd",
+    "stationary_moments",
+    "stationary_state",
+    "theta_sq",
+    "trace_fn",
+    "trace_toy",
+]
 
 DTYPE = torch.float64
 LamFn = Callable[[Tensor], Tensor]
@@ -135,22 +182,6 @@ def logdet_toy() -> Valley:
         m=2,
         name="trace/determinant toy",
     )
-
-
-def trace_fn(lam: Tensor) -> Tensor:
-    """f(λ) = Σ λ_i (Theorem 1)."""
-    return lam.sum(-1)
-
-
-def logdet_fn(lam: Tensor) -> Tensor:
-    """f(λ) = Σ log λ_i (Corollary 2.1)."""
-    return lam.log().sum(-1)
-
-
-def frobenius_sq_fn(lam: Tensor) -> Tensor:
-    """f(λ) = Σ λ_i², the squared Frobenius norm of the non-degenerate block (an example of
-    a spectral function of the user's choice for Theorem 2)."""
-    return (lam**2).sum(-1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -289,217 +320,6 @@ class LabelNoise(Noise):
         root = lam.clamp_min(0).sqrt()
         d_lam = torch.where(root > 0, -self.sigma * eps * theta / (2 * root), 0.0)
         return -self.sigma * eps * root, d_lam
-
-
-def _eta_column(eta: Tensor | float, replicas: int, like: Tensor) -> Tensor:
-    eta_t = torch.as_tensor(eta, dtype=like.dtype, device=like.device)
-    if eta_t.numel() == 1:
-        number("eta", float(eta_t), lo=0, lo_open=True)
-        return eta_t.reshape(1, 1)
-    if eta_t.shape != (replicas,):
-        raise ValueError(
-            f"eta must be a number or a tensor of shape (R,) = ({replicas},); "
-            f"got {tuple(eta_t.shape)}"
-        )
-    if (eta_t <= 0).any():
-        raise ValueError("eta must be > 0 for every replica")
-    return eta_t.reshape(-1, 1)
-
-
-# --------------------------------------------------------------------------------------------
-# Stationary statistics
-# --------------------------------------------------------------------------------------------
-def _check_stable(lam: Tensor, eta: Tensor | float, beta: float) -> None:
-    eta_lam = torch.as_tensor(eta, dtype=lam.dtype) * lam
-    if ((eta_lam <= 0) | (eta_lam >= 2 * (1 + beta))).any():
-        raise ValueError(
-            f"no stationary state: need 0 < eta*lam < 2(1+beta) = {2 * (1 + beta):g}, "
-            f"got eta*lam in [{eta_lam.min().item():.4g}, {eta_lam.max().item():.4g}]"
-        )
-
-
-def stationary_moments(
-    lam: Tensor, cov: Tensor, eta: Tensor | float, beta: float = 0.0
-) -> tuple[Tensor, Tensor, Tensor]:
-    r"""Exact stationary second moments of heavy-ball SGD on ``½λθ²`` with noise variance C.
-
-    For ``v ← βv − η(λθ + ξ)``, ``θ ← θ + v``, ``⟨ξ²⟩ = C``, the stationary state has
-
-    .. math::
-        ⟨θ^2⟩ = \frac{ηC(1+β)}{λ(1−β)(2(1+β) − ηλ)},\quad
-        ⟨θv⟩ = \frac{η^2 C}{(1−β)(2(1+β) − ηλ)},\quad
-        ⟨v^2⟩ = \frac{2η^2 C}{(1−β)(2(1+β) − ηλ)} .
-
-    At β = 0 the first is eq. 11 (C = κλ) and eq. 14 (C = λ ∂f/∂λ).  All arguments broadcast;
-    ``eta`` may be a tensor ``(R, 1)``.  Requires 0 < ηλ < 2(1+β).
-    """
-    number("beta", beta, lo=0, hi=1, hi_open=True)
-    _check_stable(lam, eta, beta)
-    denom = (1 - beta) * (2 * (1 + beta) - eta * lam)
-    return eta * cov * (1 + beta) / (lam * denom), eta**2 * cov / denom, 2 * eta**2 * cov / denom
-
-
-def theta_sq(lam: Tensor, cov: Tensor, eta: Tensor | float, beta: float = 0.0) -> Tensor:
-    """⟨θ_i²⟩ in the stationary state (see :func:`stationary_moments`)."""
-    return stationary_moments(lam, cov, eta, beta)[0]
-
-
-def stationary_state(
-    valley: Valley,
-    noise: Noise,
-    theta_hat: Tensor,
-    eta: Tensor | float,
-    beta: float,
-    generator: torch.Generator,
-) -> tuple[Tensor, Tensor]:
-    """Draw (θ, v) from the Gaussian stationary state at fixed θ̂: ``(R, n)`` each."""
-    lam = valley.eigenvalues(theta_hat)
-    a, b, c = stationary_moments(lam, noise.covariance(lam), eta, beta)
-    z1 = torch.randn(lam.shape, generator=generator, dtype=lam.dtype, device=lam.device)
-    z2 = torch.randn(lam.shape, generator=generator, dtype=lam.dtype, device=lam.device)
-    theta = a.sqrt() * z1
-    v = b / a * theta + (c - b**2 / a).clamp_min(0).sqrt() * z2
-    return theta, v
-
-
-def drift_rates(
-    valley: Valley,
-    noise: Noise,
-    theta_hat: Tensor,
-    eta: Tensor | float,
-    f: SpectralFn = trace_fn,
-    *,
-    beta: float = 0.0,
-) -> tuple[Tensor, Tensor]:
-    r"""Predicted mean change of f(λ) per step, exact and to leading order, ``(R,)`` each.
-
-    θ̂ moves by −η/(1−β) · ⟨∇̂L⟩ per step, with ⟨∇̂L⟩ = ½ Σ_j ⟨θ_j²⟩ ∇̂λ_j, so
-
-    .. math:: ⟨Δf⟩ = −\frac{η}{2(1−β)} \sum_j ⟨θ_j^2⟩\, ∇̂f · ∇̂λ_j .
-
-    The exact rate uses the exact ⟨θ_j²⟩ of :func:`theta_sq` (eq. 11 without truncation); the
-    leading one its O(η) part ηC_j/(2λ_j(1−β)).  For C = κλ and f = T the leading order is
-    −η²κ‖∇̂T‖²/(4(1−β)²).
-    """
-    number("beta", beta, lo=0, hi=1, hi_open=True)
-    lam = valley.eigenvalues(theta_hat).detach()
-    eta_col = _eta_column(eta, lam.shape[0], lam)
-    cov = noise.covariance(lam)
-    grad_f = valley.spectral_grad(f, theta_hat)  # (R, m)
-    # ∇̂f · ∇̂λ_j for every j at once: the derivative of λ(θ̂) along ∇̂f
-    overlap = torch.func.jvp(valley.eigenvalues, (theta_hat.detach(),), (grad_f,))[1]
-    scale = -(eta_col[:, 0] / (2 * (1 - beta)))
-    exact = scale * (theta_sq(lam, cov, eta_col, beta) * overlap).sum(-1)
-    leading = scale * (eta_col * cov / (2 * lam * (1 - beta)) * overlap).sum(-1)
-    return exact, leading
-
-
-def predicted_drift(
-    valley: Valley,
-    noise: Noise,
-    theta_hat: Tensor,
-    eta: Tensor | float,
-    f: SpectralFn = trace_fn,
-    *,
-    beta: float = 0.0,
-    order: str = "exact",
-) -> Tensor:
-    """One of :func:`drift_rates`: ``order`` is ``'exact'`` or ``'leading'``."""
-    choice("order", order, ("exact", "leading"))
-    exact, leading = drift_rates(valley, noise, theta_hat, eta, f, beta=beta)
-    return exact if order == "exact" else leading
-
-
-# --------------------------------------------------------------------------------------------
-# Dynamics
-# --------------------------------------------------------------------------------------------
-@dataclass
-class Step:
-    """One SGD step, with everything measured at the point *before* the update.
-
-    ``grad``/``grad_hat`` are the stochastic gradients ∇L^B used by the update, ``(R, n)`` and
-    ``(R, m)``; the full-batch gradient in θ is ``lam * theta``.
-    """
-
-    t: int
-    theta: Tensor
-    theta_hat: Tensor
-    lam: Tensor
-    grad: Tensor
-    grad_hat: Tensor
-
-
-@dataclass
-class SGDState:
-    """Positions and heavy-ball velocities of R replicas."""
-
-    theta: Tensor
-    theta_hat: Tensor
-    v: Tensor = field(default=None)  # type: ignore[assignment]
-    v_hat: Tensor = field(default=None)  # type: ignore[assignment]
-
-    def __post_init__(self) -> None:
-        if self.theta.ndim != 2 or self.theta_hat.ndim != 2:
-            raise ValueError(
-                f"theta and theta_hat must be (R, n) and (R, m); got {tuple(self.theta.shape)} "
-                f"and {tuple(self.theta_hat.shape)}"
-            )
-        if self.theta.shape[0] != self.theta_hat.shape[0]:
-            r, r_hat = self.theta.shape[0], self.theta_hat.shape[0]
-            raise ValueError(f"theta has {r} replicas but theta_hat has {r_hat}")
-        if self.v is None:
-            self.v = torch.zeros_like(self.theta)
-        if self.v_hat is None:
-            self.v_hat = torch.zeros_like(self.theta_hat)
-
-
-def sgd(
-    valley: Valley,
-    noise: Noise,
-    state: SGDState,
-    eta: Tensor | float,
-    steps: int,
-    *,
-    beta: float = 0.0,
-    generator: torch.Generator,
-) -> Iterator[Step]:
-    """Run ``steps`` steps of heavy-ball SGD in place on ``state`` and yield each :class:`Step`.
-
-    ``v ← βv − η∇L^B``, ``θ ← θ + v``, on θ and θ̂ alike.  ``eta`` is a number or one
-    learning rate per replica, ``(R,)``.
-    """
-    positive_int("steps", steps)
-    number("beta", beta, lo=0, hi=1, hi_open=True)
-    eta_col = _eta_column(eta, state.theta.shape[0], state.theta)
-    for t in range(steps):
-        # L^B = ½ Σ λ_i(θ̂) θ_i² + V(θ, λ): ∂/∂θ in closed form, ∂/∂θ̂ as one vector-Jacobian
-        # product of λ(θ̂) with ∂L^B/∂λ (cheaper than differentiating the whole loss)
-        lam, lam_vjp = torch.func.vjp(valley.eigenvalues, state.theta_hat)
-        noise_theta, noise_lam = noise.gradients(state.theta, lam, generator)
-        grad = lam * state.theta + noise_theta
-        d_lam = 0.5 * state.theta**2
-        (grad_hat,) = lam_vjp(d_lam if noise_lam is None else d_lam + noise_lam)
-        yield Step(t, state.theta, state.theta_hat, lam, grad, grad_hat)
-        state.v = beta * state.v - eta_col * grad
-        state.v_hat = beta * state.v_hat - eta_col * grad_hat
-        state.theta = state.theta + state.v
-        state.theta_hat = state.theta_hat + state.v_hat
-
-
-def run(
-    valley: Valley,
-    noise: Noise,
-    state: SGDState,
-    eta: Tensor | float,
-    steps: int,
-    *,
-    beta: float = 0.0,
-    generator: torch.Generator,
-) -> SGDState:
-    """Advance ``state`` by ``steps`` steps without recording anything."""
-    for _ in sgd(valley, noise, state, eta, steps, beta=beta, generator=generator):
-        pass
-    return state
 
 
 def replicas(

@@ -335,7 +335,7 @@ def fig2a_rows(repeats: int, quick: bool = False, device: torch.device = CPU) ->
     where the weights are."""
     import dataclasses
 
-    from hessnoise import train
+    from hessnoise import train, train_batched
     from hessnoise.experiments import floor as fl
     from hessnoise.experiments import negative_eigenvalues as ne
     from hessnoise.losses import cross_entropy
@@ -377,11 +377,12 @@ def fig2a_rows(repeats: int, quick: bool = False, device: torch.device = CPU) ->
 
     def batched(subset: list) -> float:
         runs = [
-            train.SGDRun(theta, ne.draw_minibatch(problem, q.batch_size, q.protocol, onehot=True),
-                         q.eta, k, q.seed)
+            train_batched.SGDRun(
+                theta, ne.draw_minibatch(problem, q.batch_size, q.protocol, onehot=True),
+                q.eta, k, q.seed)
             for q in subset
         ]  # fmt: skip
-        return timed(lambda: train.sgd_batched(sample_loss, runs), repeats, device) / k
+        return timed(lambda: train_batched.sgd_batched(sample_loss, runs), repeats, device) / k
 
     def one_snapshot() -> None:
         ne.snapshot(problem, theta)

@@ -1,10 +1,10 @@
 """The runs of a Fig. 2(a) sweep advanced together (:func:`run_batched`).
 
 Each run of :mod:`hessnoise.experiments.floor_sgd` draws its own batches from its own generator;
-here all of them take their steps together (:func:`hessnoise.train.sgd_batched`: stacked θ, one
-vmapped gradient per step), and snapshots that fall on the same step are eigensolved in one
-batch.  The results are those of the runs one at a time, up to rounding; on a GPU a second thread
-computes the snapshots while the steps go on.
+here all of them take their steps together (:func:`hessnoise.train_batched.sgd_batched`:
+stacked θ, one vmapped gradient per step), and snapshots that fall on the same step are
+eigensolved in one batch.  The results are those of the runs one at a time, up to rounding;
+on a GPU a second thread computes the snapshots while the steps go on.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from hessnoise import train
+from hessnoise import train_batched
 from hessnoise.experiments.floor import Floor, Problem
 from hessnoise.experiments.floor_sgd import (
     RunPlan,
@@ -96,7 +96,7 @@ def run_batched(
     *,
     overlap: bool | None = None,
 ) -> list[RunResult]:
-    """The runs of ``plans`` advanced together (:func:`hessnoise.train.sgd_batched`): each
+    """The runs of ``plans`` advanced together (:func:`hessnoise.train_batched.sgd_batched`): each
     draws its own batches from its own generator, as :func:`run_sgd` does, so it gives
     :func:`run_sgd`'s result up to rounding; snapshots that fall on the same step are
     eigensolved in one batch.  Each run keeps its own checkpoint, in :func:`run_sgd`'s
@@ -123,7 +123,7 @@ def run_batched(
         return _records(problem, floor, [plans[i] for i in ids], steps, thetas, pool)
 
     runs = [
-        train.SGDRun(
+        train_batched.SGDRun(
             theta0=p.start,
             draw=draw_minibatch(problem, p.batch_size, p.protocol, onehot=True),
             lr=p.eta,
@@ -137,7 +137,7 @@ def run_batched(
     ]
     try:
         with threads("small"):
-            res = train.sgd_batched(
+            res = train_batched.sgd_batched(
                 sample_loss, runs, callback=callback, checkpoint_every=cfg.checkpoint_every
             )
     finally:
