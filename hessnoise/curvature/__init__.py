@@ -6,11 +6,12 @@ A :class:`HessianOperator` is one; so is :func:`dense_matvec` of a symmetric mat
 module per method, named after its paper where there is one.
 """
 
+from hessnoise.curvature.batches import model_mode
 from hessnoise.curvature.exact import Spectrum, exact_spectrum, hessian_matrix, spectrum
 from hessnoise.curvature.hutchinson1989 import hutchinson
 from hessnoise.curvature.lanczos import Extremes, LanczosResult, extreme_eigenvalues, lanczos
 from hessnoise.curvature.meyer2021hutchpp import GroupTraceEstimate, hutchpp, hutchpp_groups
-from hessnoise.curvature.operator import HessianOperator, gradient, model_mode
+from hessnoise.curvature.operator import HessianOperator, gradient
 from hessnoise.curvature.probes import TraceEstimate, dense_matvec
 from hessnoise.curvature.ubaru2017slq import SLQ, slq
 

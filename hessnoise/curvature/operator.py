@@ -28,13 +28,15 @@ What it guarantees:
 * **Distributed.** When ``torch.distributed`` is initialized, each rank passes its own shard
   of the data; sample counts and products are all-reduced, so every rank gets the Hessian of
   the global mean.
+
+The data path (batches, model modes, the memory budget) is in
+:mod:`hessnoise.curvature.batches`; the dense Hessian, column block by column block, in
+:mod:`hessnoise.curvature.dense`.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -43,120 +45,21 @@ from torch.func import functional_call, grad, jvp, vmap
 
 import hessnoise._forward_ad  # noqa: F401  (loads forward-mode AD without torch's warning)
 from hessnoise._validate import choice, number
-from hessnoise.curvature import linear_block
-from hessnoise.progress import ticker
+from hessnoise.curvature.batches import (
+    Batch,
+    _as_batches,
+    _cat,
+    _is_tensors,
+    _n,
+    _nbytes,
+    _to,
+    default_memory_budget,
+    mode_dependent_layers,
+    model_mode,
+)
+from hessnoise.curvature.dense import dense_hessian
 
-Batch = tuple[Any, Tensor]
 MODES = ("auto", "rev-rev", "fwd-rev")
-# Dense Hessians at least this large (the paper's 6,220-parameter network) show a progress bar
-# in Jupyter (hessnoise.progress); smaller ones take seconds.
-DENSE_PROGRESS_DIM = 4000
-STOCHASTIC_LAYERS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
-                     nn.FeatureAlphaDropout, nn.RReLU)  # fmt: skip
-BATCH_COUPLED_LAYERS = (nn.modules.batchnorm._BatchNorm,)
-# Tangents per vmapped call of the dense build on the CPU: larger calls are no faster there.
-CPU_DENSE_CHUNK = 256
-
-
-# --------------------------------------------------------------------------------------------
-# Modes and layers
-# --------------------------------------------------------------------------------------------
-@contextmanager
-def model_mode(model: nn.Module, train: bool) -> Iterator[None]:
-    """Put ``model`` in train or eval mode and restore every submodule's own mode afterwards."""
-    saved = [(m, m.training) for m in model.modules()]
-    model.train(train)
-    try:
-        yield
-    finally:
-        for module, was_training in saved:
-            module.training = was_training
-
-
-def mode_dependent_layers(model: nn.Module) -> list[str]:
-    """Names of submodules whose train-mode output is random or couples the samples of a batch."""
-    found = []
-    for name, module in model.named_modules():
-        random_layer = isinstance(module, STOCHASTIC_LAYERS) and getattr(module, "p", 1.0) != 0
-        if random_layer or isinstance(module, BATCH_COUPLED_LAYERS):
-            found.append(f"{name or '<model>'} ({type(module).__name__})")
-    return found
-
-
-# --------------------------------------------------------------------------------------------
-# Data
-# --------------------------------------------------------------------------------------------
-def _is_tensors(x: Any) -> bool:
-    if isinstance(x, Tensor):
-        return True
-    return isinstance(x, (tuple, list)) and bool(x) and all(isinstance(t, Tensor) for t in x)
-
-
-def _is_batch(b: Any) -> bool:
-    """Whether ``b`` is one pair ``(inputs, targets)``: inputs a tensor or a tuple of them."""
-    return (
-        isinstance(b, (tuple, list))
-        and len(b) == 2
-        and isinstance(b[1], Tensor)
-        and _is_tensors(b[0])
-    )
-
-
-def _as_batches(data: Any) -> list[Batch]:
-    """A tensor pair ``(x, y)`` or an iterable of them (a DataLoader) as a list of batches."""
-    if _is_batch(data):
-        return [(data[0], data[1])]
-    if isinstance(data, (Tensor, str, bytes)) or not isinstance(data, Iterable):
-        raise ValueError(
-            f"data must be a pair (inputs, targets) of tensors or an iterable of such pairs "
-            f"(e.g. a DataLoader); got {type(data).__name__}"
-        )
-    batches = []
-    for i, b in enumerate(data):
-        if not _is_batch(b):
-            raise ValueError(
-                f"data[{i}] must be a pair (inputs, targets) of tensors; got {type(b).__name__}"
-            )
-        batches.append((b[0], b[1]))
-    if not batches:
-        raise ValueError("data holds no batches")
-    return batches
-
-
-def _n(batch: Batch) -> int:
-    return int(batch[1].shape[0])
-
-
-def _to(x: Any, device: torch.device, dtype: torch.dtype | None) -> Any:
-    if isinstance(x, (tuple, list)):
-        return type(x)(_to(t, device, dtype) for t in x)
-    if dtype is not None and x.is_floating_point():
-        return x.to(device=device, dtype=dtype)
-    return x.to(device=device)
-
-
-def _cat(xs: Sequence[Any]) -> Any:
-    if isinstance(xs[0], (tuple, list)):
-        return type(xs[0])(_cat([x[i] for x in xs]) for i in range(len(xs[0])))
-    return torch.cat(list(xs))
-
-
-def _nbytes(x: Any) -> int:
-    if isinstance(x, (tuple, list)):
-        return sum(_nbytes(t) for t in x)
-    return x.numel() * x.element_size()
-
-
-def default_memory_budget(device: torch.device) -> int:
-    """Bytes the operator may hold: half the free CUDA memory, or a quarter of the RAM (≤ 8 GiB)."""
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return free // 2
-    try:
-        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        ram = 8 << 30
-    return min(ram // 4, 8 << 30)
 
 
 # --------------------------------------------------------------------------------------------
@@ -428,140 +331,9 @@ class HessianOperator:
         return self._rev_rev(vs)
 
     def dense(self, *, chunk: int | None = None) -> Tensor:
-        """The full ``(P, P)`` matrix, one parameter tensor's columns at a time.
-
-        Forward-over-reverse with one-hot tangents in a single parameter tensor: each block
-        differentiates only that tensor, which skips the tangent work of all the others.
-        The largest tensor needs only its own block; when it is a linear layer's weight, that
-        block comes from :mod:`hessnoise.curvature.linear_block` in one matrix product.
-        ``chunk`` tangents go through each vmapped call (default: as many as the memory
-        budget allows, at most :data:`CPU_DENSE_CHUNK` on the CPU, where larger calls gain
-        nothing; on a GPU, fewer and larger calls mean fewer kernel launches).
-        Where forward mode is unavailable, identity chunks go through double backward.
-        """
-        if self.fwd_rev_failure or self.mode == "rev-rev":
-            step = chunk or CPU_DENSE_CHUNK
-            eye = torch.eye(self.dim, dtype=self.dtype, device=self.device)
-            return torch.cat([self(eye[i : i + step]) for i in range(0, self.dim, step)])
-        try:
-            return self._dense_fwd_rev(chunk)
-        except RuntimeError as err:
-            if self.mode == "fwd-rev":
-                raise
-            self.fwd_rev_failure = str(err)
-            return self.dense(chunk=chunk)
-
-    def _dense_chunk(self, n: int) -> int:
-        per_tangent = 6 * self.bytes_per_sample * n + 4 * self.dim * self.itemsize
-        cap = CPU_DENSE_CHUNK if self.device.type == "cpu" else self.dim
-        return int(max(1, min(cap, self.memory_budget // per_tangent)))
-
-    def _linear_block(
-        self, out: Tensor, name: str, span: slice, batch: Batch, w: float, hvp: Any
-    ) -> bool:
-        """Add ``w`` × the Hessian block of ``name`` into ``out[span, span]`` by the Kronecker
-        form, when ``name`` is the weight of an ``nn.Linear`` called once on ``(n, d_in)``
-        inputs; checked against one ordinary product.  False (nothing added) otherwise."""
-        path, _, leaf = name.rpartition(".")
-        module = self.model.get_submodule(path)
-        if leaf != "weight" or not isinstance(module, nn.Linear):
-            return False
-        inputs: list[Tensor] = []
-        offset: list[Tensor | None] = [None]
-
-        def hook(_m: nn.Module, args: tuple[Tensor, ...], result: Tensor) -> Tensor:
-            inputs.append(args[0])
-            return result if offset[0] is None else result + offset[0]
-
-        buffers = self._buffers()
-
-        def phi(delta: Tensor) -> Tensor:  # the loss with δ added to the layer's outputs
-            offset[0] = delta
-            try:
-                return self._loss(self.params, batch, buffers)
-            finally:
-                offset[0] = None
-
-        handle = module.register_forward_hook(hook)
-        try:
-            self._loss(self.params, batch, buffers)
-            a = inputs[0]
-            if len(inputs) != 1 or a.ndim != 2 or a.shape[0] != _n(batch):
-                return False  # shared weights, or inputs with extra dimensions
-            z = linear_block.output_hessians(phi, a.new_zeros(a.shape[0], module.out_features))
-        finally:
-            handle.remove()
-        blocks = linear_block.kronecker_block(w * z, a, memory_budget=self.memory_budget)
-        # The Kronecker form assumes samples that do not interact; one product checks it.
-        gen = torch.Generator(device=self.device).manual_seed(0)
-        v = torch.randn(out[span, span].shape[0], generator=gen, dtype=self.dtype,
-                        device=self.device)  # fmt: skip
-        expected = w * hvp(v.reshape(self.params[name].shape))[name].reshape(-1)
-        error = (
-            linear_block.block_matvec(blocks, v) - expected
-        ).norm() / expected.norm().clamp_min(torch.finfo(self.dtype).tiny)
-        if not error.item() <= torch.finfo(self.dtype).eps ** 0.5:
-            return False
-        linear_block.add_block(out[span, span], blocks)
-        return True
-
-    def _dense_fwd_rev(self, chunk: int | None) -> Tensor:
-        # Symmetry halves the work: parameter tensors are taken smallest first, and the columns
-        # of tensor b are differentiated only into the rows of b and the tensors after it.  The
-        # largest tensor (usually a first-layer weight) then needs only its own rows.
-        out = torch.zeros(self.dim, self.dim, dtype=self.dtype, device=self.device)
-        buffers = self._buffers()
-        offsets = [0, *torch.tensor(self.sizes).cumsum(0).tolist()]
-        span = {n: slice(offsets[k], offsets[k + 1]) for k, n in enumerate(self.names)}
-        order = sorted(range(len(self.names)), key=lambda k: self.sizes[k])
-        kronecker: dict[str, bool] = {}  # whether each batch's block came in Kronecker form
-        blocks = len(self.batches) * len(self.sizes)  # one tick per parameter tensor and batch
-        with (
-            model_mode(self.model, self.train_mode),
-            torch.no_grad(),
-            ticker(blocks if self.dim >= DENSE_PROGRESS_DIM else 0, desc="dense Hessian") as tick,
-        ):
-            for pos, b in enumerate(order):
-                name, shape, size = self.names[b], self.shapes[b], self.sizes[b]
-                rows = [self.names[k] for k in order[pos:]]
-                for batch, w in zip(self.batches, self.weights, strict=True):
-
-                    def grad_rows(
-                        p: Tensor, name=name, rows=rows, batch=batch
-                    ) -> dict[str, Tensor]:
-                        full = {**self.params, name: p}
-                        sub = {r: full[r] for r in rows}
-                        return grad(lambda q: self._loss({**full, **q}, batch, buffers))(sub)
-
-                    def hvp(v: Tensor, grad_rows=grad_rows, name: str = name) -> dict[str, Tensor]:
-                        return jvp(grad_rows, (self.params[name],), (v,))[1]
-
-                    if rows == [name] and self._linear_block(out, name, span[name], batch, w, hvp):
-                        kronecker[name] = kronecker.get(name, True)
-                        tick()
-                        continue  # the block of a linear layer's weight, in one product
-                    kronecker[name] = False
-                    step = chunk or self._dense_chunk(_n(batch))
-                    for i in range(0, size, step):
-                        j = min(size, i + step)
-                        onehot = torch.zeros(j - i, size, dtype=self.dtype, device=self.device)
-                        onehot[torch.arange(j - i), torch.arange(i, j)] = 1
-                        res = vmap(hvp)(onehot.reshape(j - i, *shape))
-                        here = slice(offsets[b] + i, offsets[b] + j)
-                        for r in rows:  # H is symmetric: store these columns as rows
-                            out[here, span[r]].add_(res[r].reshape(j - i, -1), alpha=w)
-                    tick()
-            self.linear_blocks = [n for n, every_batch in kronecker.items() if every_batch]
-            for pos, b in enumerate(order):  # the other triangle of blocks, by transposition
-                if self.names[b] not in self.linear_blocks:  # those are symmetric already
-                    diag = out[span[self.names[b]], span[self.names[b]]]
-                    diag.copy_((diag + diag.T) / 2)
-                for a in order[pos + 1 :]:
-                    out[span[self.names[a]], span[self.names[b]]] = out[
-                        span[self.names[b]], span[self.names[a]]
-                    ].T
-        self.n_matvecs += self.dim
-        return self._all_reduce(out)
+        """The full ``(P, P)`` matrix, one parameter tensor's columns at a time, ``chunk``
+        tangents per vmapped call (see :func:`hessnoise.curvature.dense.dense_hessian`)."""
+        return dense_hessian(self, chunk=chunk)
 
     def _graph(self, batch: Batch) -> tuple[list[Tensor], list[Tensor]]:
         ps = [p.clone().requires_grad_(True) for p in self.params.values()]

@@ -9,11 +9,15 @@ torch, slow, checkpointed; analysing them: plain numbers).
   :mod:`~hessnoise.experiments.negative_eigenvalues` (the sweeps),
   :mod:`~hessnoise.experiments.a3_fits` (their fits), :mod:`~hessnoise.experiments.curved_floor`
   (the curved-floor probe);
-* SGD noise on that network: :mod:`~hessnoise.experiments.noise_covariance` (eq. 4 and 5 at one
-  state), :mod:`~hessnoise.experiments.timescales` (Sec. 2.1.3),
-  :mod:`~hessnoise.experiments.sgd_noise` (along training);
-* the slow flow along the floor: :mod:`~hessnoise.experiments.slow_flow_runs`,
-  :mod:`~hessnoise.experiments.slow_flow`, :mod:`~hessnoise.experiments.slow_flow_fits`;
+* SGD noise on that network: :mod:`~hessnoise.experiments.noise_matrices` (the exact matrices
+  at one state), :mod:`~hessnoise.experiments.noise_fit` (one noise against H),
+  :mod:`~hessnoise.experiments.noise_covariance` (eq. 4 and 5 at one state),
+  :mod:`~hessnoise.experiments.noise_minibatch` (against actual mini-batches),
+  :mod:`~hessnoise.experiments.timescales` (Sec. 2.1.3), :mod:`~hessnoise.experiments.sgd_noise`
+  (along training);
+* the slow flow along the floor: :mod:`~hessnoise.experiments.slow_flow_floor`,
+  :mod:`~hessnoise.experiments.slow_flow`, :mod:`~hessnoise.experiments.slow_flow_runs`,
+  :mod:`~hessnoise.experiments.slow_flow_fits`;
 * projected paths (Fig. 1, Fig. 4): :mod:`~hessnoise.experiments.path_problem`,
   :mod:`~hessnoise.experiments.path_protocol`, :mod:`~hessnoise.experiments.projected_paths`,
   :mod:`~hessnoise.experiments.path_analysis`;

@@ -28,7 +28,7 @@ from torch import Tensor
 from hessnoise import checkpoints, data, models, train
 from hessnoise._validate import choice, number, positive_int
 from hessnoise.curvature import HessianOperator, Spectrum, hessian_matrix, spectrum
-from hessnoise.curvature.operator import default_memory_budget
+from hessnoise.curvature.batches import default_memory_budget
 from hessnoise.losses import cross_entropy, smoothed_targets, target_entropy
 from hessnoise.params import FlatNet
 from hessnoise.progress import timed

@@ -29,13 +29,8 @@ from torch import Tensor
 from hessnoise import checkpoints, projection, train
 from hessnoise.experiments.floor import Problem
 from hessnoise.experiments.negative_eigenvalues import draw_minibatch
-from hessnoise.experiments.slow_flow import (
-    Prediction,
-    SlowFlowConfig,
-    floor_trace,
-    gauss_newton_to_floor,
-    landing,
-)
+from hessnoise.experiments.slow_flow import Prediction, SlowFlowConfig
+from hessnoise.experiments.slow_flow_floor import floor_trace, gauss_newton_to_floor, landing
 from hessnoise.losses import cross_entropy
 from hessnoise.threads import threads
 

@@ -1,7 +1,7 @@
 """The slow-flow prediction on a real (tiny_flow) network, against independent references: the
-floor's frame and trace against the dense Hessian, the exact gradient of the trace against
-central differences, the sampled-label noise against H/S, and the closed forms of the
-prediction's pieces."""
+exact gradient of the trace against central differences, the sampled-label noise against H/S,
+and the closed forms of the prediction's pieces (the floor's frame and trace are tested in
+test_slow_flow_floor.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from slow_flow_tiny import TINY_FLOOR, tiny_config
+from slow_flow_tiny import tiny_config
 
 from hessnoise.experiments import slow_flow as sf
 from hessnoise.scales import SCALES
@@ -52,40 +52,6 @@ def test_runs_and_noise_scale():
     cfg = tiny_config()
     assert cfg.runs == [(0.025, 4), (0.05, 4), (0.1, 4), (0.05, 2), (0.05, 8)]
     assert cfg.noise_scale(0.1, 4) == pytest.approx(0.1 / 16)
-
-
-# --------------------------------------------------------------------------------------------
-# The floor from the logits
-# --------------------------------------------------------------------------------------------
-def test_landing_reaches_the_floor_and_its_frame_is_the_dense_one(tiny_flow):
-    pb, pred = tiny_flow.problem, tiny_flow.pred
-    assert sf.logit_residual(pb, pred.theta).abs().max() <= sf.RESIDUAL_TOL
-    frame = sf.landing(pb)(pred.theta)
-    lam, vec = torch.linalg.eigh(pb.hessian(pred.theta))  # HessianOperator: independent
-    n = TINY_FLOOR.n_constraints
-    assert frame.rank == n and lam[-n - 1].abs() < 1e-10 * lam[-1]
-    torch.testing.assert_close(frame.lam, lam[-n:], rtol=1e-7, atol=1e-11 * lam[-1].item())
-    proj_dense = vec[:, -n:] @ vec[:, -n:].T
-    torch.testing.assert_close(frame.normal @ frame.normal.T, proj_dense, rtol=0, atol=1e-7)
-    landing = sf.gauss_newton_to_floor(pb, pred.theta)
-    assert sf.floor_trace(pb, landing) == pytest.approx(torch.trace(pb.hessian(pred.theta)).item(),
-                                                        rel=1e-10)  # fmt: skip
-
-
-def test_gauss_newton_moves_along_the_normal_space_to_first_order(tiny_flow):
-    pb, pred = tiny_flow.problem, tiny_flow.pred
-    frame = sf.landing(pb)(pred.theta)
-    gen = torch.Generator().manual_seed(0)
-    n = frame.normal @ torch.randn(frame.rank, generator=gen, dtype=F64)
-    n = n / n.norm()
-    moves = [frame.tangent(sf.gauss_newton_to_floor(pb, pred.theta + e * n).theta - pred.theta)
-             .norm().item() for e in (0.02, 0.01)]  # fmt: skip
-    assert moves[0] / moves[1] == pytest.approx(4, rel=0.1)  # O(ε²): second order only
-
-
-def test_gauss_newton_gives_up_naming_the_residual(tiny_flow):
-    with pytest.raises(RuntimeError, match="did not reach the floor"):
-        sf.gauss_newton_to_floor(tiny_flow.problem, tiny_flow.problem.theta_init, max_iter=1)
 
 
 # --------------------------------------------------------------------------------------------
