@@ -6,7 +6,8 @@ torch, slow, checkpointed; analysing them: plain numbers).
 * the Section 4.1 network and Fig. 2(a): :mod:`~hessnoise.experiments.floor` (the network and
   its floor), :mod:`~hessnoise.experiments.floor_sgd` (one SGD run at the floor),
   :mod:`~hessnoise.experiments.floor_sgd_batched` (runs advanced together),
-  :mod:`~hessnoise.experiments.negative_eigenvalues` (the sweeps),
+  :mod:`~hessnoise.experiments.negative_eigenvalues` (the sweeps, whose design of an η sweep
+  and an S sweep sharing their centre is :mod:`~hessnoise.experiments.sweep_design`),
   :mod:`~hessnoise.experiments.a3_fits` (their fits), :mod:`~hessnoise.experiments.curved_floor`
   (the curved-floor probe);
 * SGD noise on that network: :mod:`~hessnoise.experiments.noise_matrices` (the exact matrices

@@ -34,6 +34,7 @@ from pathlib import Path
 import torch
 
 from hessnoise._validate import choice, number
+from hessnoise.experiments import sweep_design
 from hessnoise.experiments.floor import Floor, FloorConfig, Problem, find_floor, setup
 from hessnoise.experiments.floor_sgd import (  # noqa: F401  (the chapter's names, re-exported)
     CHECKPOINT_VERSION,
@@ -146,23 +147,16 @@ class Sweep:
     @property
     def runs(self) -> list[RunResult]:
         """Every distinct run, the centre once."""
-        out: list[RunResult] = []
-        for r in self.eta_sweep + self.batch_sweep:
-            if all(r is not o for o in out):
-                out.append(r)
-        return out
+        return sweep_design.distinct(self.eta_sweep, self.batch_sweep)
 
 
 def sweep_pairs(cfg: NegativeEigenvaluesConfig) -> list[tuple[float, int]]:
     """The distinct (η, S) of both sweeps: the η sweep, then the S sweep without the centre."""
-    pairs = [(eta, cfg.batch_size0) for eta in sorted(cfg.etas)]
-    return pairs + [(cfg.eta0, s) for s in sorted(cfg.batch_sizes) if s != cfg.batch_size0]
+    return sweep_design.pairs(cfg)
 
 
 def _sweep_of(protocol: str, cfg: NegativeEigenvaluesConfig, done: dict) -> Sweep:
-    eta_runs = [done[eta, cfg.batch_size0] for eta in sorted(cfg.etas)]
-    batch_runs = [done[cfg.eta0, s] for s in sorted(cfg.batch_sizes)]
-    return Sweep(protocol, eta_runs, batch_runs)
+    return Sweep(protocol, *sweep_design.split(cfg, done))
 
 
 def _run_plans(

@@ -37,7 +37,8 @@ import torch
 from torch import Tensor
 
 from hessnoise import projection
-from hessnoise._validate import number, numbers, positive_int
+from hessnoise._validate import choice, number, numbers, positive_int
+from hessnoise.experiments import sweep_design
 from hessnoise.experiments.floor import Floor, FloorConfig, Problem, find_floor, setup
 from hessnoise.experiments.slow_flow_floor import landing
 from hessnoise.scales import by_scale
@@ -86,12 +87,8 @@ class SlowFlowConfig:
     def __post_init__(self) -> None:
         numbers("etas", self.etas, lo=0, lo_open=True)
         numbers("batch_sizes", self.batch_sizes, lo=1, hi=self.floor.n, integer=True)
-        if self.eta0 not in self.etas:
-            raise ValueError(f"eta0={self.eta0!r} must be one of etas={self.etas!r}")
-        if self.batch_size0 not in self.batch_sizes:
-            raise ValueError(
-                f"batch_size0={self.batch_size0!r} must be one of batch_sizes={self.batch_sizes!r}"
-            )
+        choice("eta0", self.eta0, self.etas)
+        choice("batch_size0", self.batch_size0, self.batch_sizes)
         number("tau_window", self.tau_window, lo=0, lo_open=True)
         positive_int("points", self.points)
         positive_int("replicas", self.replicas)
@@ -133,9 +130,7 @@ class SlowFlowConfig:
     @property
     def runs(self) -> list[tuple[float, int]]:
         """Every distinct (η, S): the η sweep, then the rest of the S sweep."""
-        out = [(eta, self.batch_size0) for eta in sorted(self.etas)]
-        out += [(self.eta0, s) for s in sorted(self.batch_sizes) if s != self.batch_size0]
-        return out
+        return sweep_design.pairs(self)
 
     def noise_scale(self, eta: float, batch_size: int) -> float:
         """𝒞 = ηκ/4 with κ = 1/S, exact for sampled labels at an interpolating floor."""

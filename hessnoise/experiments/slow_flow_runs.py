@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from hessnoise import checkpoints, projection, train
+from hessnoise.experiments import sweep_design
 from hessnoise.experiments.floor import Problem
 from hessnoise.experiments.negative_eigenvalues import draw_minibatch
 from hessnoise.experiments.slow_flow import Prediction, SlowFlowConfig
@@ -168,11 +169,7 @@ class FlowSweep:
     @property
     def runs(self) -> list[FlowRun]:
         """Every distinct run, the centre once."""
-        out: list[FlowRun] = []
-        for r in self.eta_sweep + self.batch_sweep:
-            if all(r is not o for o in out):
-                out.append(r)
-        return out
+        return sweep_design.distinct(self.eta_sweep, self.batch_sweep)
 
 
 def sweep(problem: Problem, pred: Prediction, cfg: SlowFlowConfig, seed: int,
@@ -180,10 +177,7 @@ def sweep(problem: Problem, pred: Prediction, cfg: SlowFlowConfig, seed: int,
     """Both sweeps of ``cfg`` for one seed."""
     done = {(eta, s): flow_run(problem, pred, cfg, eta, s, seed, checkpoint_dir=checkpoint_dir)
             for eta, s in cfg.runs}  # fmt: skip
-    return FlowSweep(
-        [done[eta, cfg.batch_size0] for eta in sorted(cfg.etas)],
-        [done[cfg.eta0, s] for s in sorted(cfg.batch_sizes)],
-    )
+    return FlowSweep(*sweep_design.split(cfg, done))
 
 
 @dataclass(frozen=True)
