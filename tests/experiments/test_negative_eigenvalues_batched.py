@@ -82,23 +82,28 @@ class Killed(RuntimeError):
     pass
 
 
-@pytest.mark.slow
-def test_killed_batched_seed_resumes_to_the_same_results(tmp_path, monkeypatch):
-    cfg = dataclasses.replace(SHORT, checkpoint_every=20)
-    ref = ne.run_seed(cfg, 0, "cpu", tmp_path / "floor", batched=True)
+def kill_snapshots_at(call: int, monkeypatch) -> None:
+    """Make the ``call``-th batched snapshot raise :class:`Killed` (a kill mid-sweep)."""
     calls = {"n": 0}
     real = floor_sgd_batched.snapshots  # what batched runs call at shared snapshot steps
 
     def dies(*args, **kwargs):
         calls["n"] += 1
-        if calls["n"] == 6:
+        if calls["n"] == call:
             raise Killed
         return real(*args, **kwargs)
 
     monkeypatch.setattr(floor_sgd_batched, "snapshots", dies)
+
+
+@pytest.mark.slow
+def test_killed_batched_seed_resumes_to_the_same_results(tmp_path, monkeypatch):
+    cfg = dataclasses.replace(SHORT, checkpoint_every=20)
+    ref = ne.run_seed(cfg, 0, "cpu", tmp_path / "floor", batched=True)
+    kill_snapshots_at(6, monkeypatch)
     with pytest.raises(Killed):
         ne.run_seed(cfg, 0, "cpu", tmp_path / "floor", tmp_path / "runs", batched=True)
-    monkeypatch.setattr(floor_sgd_batched, "snapshots", real)
+    monkeypatch.undo()
     res = ne.run_seed(cfg, 0, "cpu", tmp_path / "floor", tmp_path / "runs", batched=True)
     runs = res.minibatch.runs + res.sampled.runs
     assert any(0 < r.resumed_from < r.steps for r in runs)
@@ -129,19 +134,10 @@ def test_snapshots_on_a_second_thread_give_the_same_runs_and_resume(tiny, tmp_pa
                 for eta, s in ne.sweep_pairs(cfg)]  # fmt: skip
 
     ref = ne.run_batched(problem, floor, cfg, plans(), overlap=False)
-    calls = {"n": 0}
-    real = floor_sgd_batched.snapshots  # what batched runs call at shared snapshot steps
-
-    def dies(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 4:
-            raise Killed
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(floor_sgd_batched, "snapshots", dies)
+    kill_snapshots_at(4, monkeypatch)
     with pytest.raises(Killed):  # raised on the second thread, reported on the first
         ne.run_batched(problem, floor, cfg, plans(tmp_path), overlap=True)
-    monkeypatch.setattr(floor_sgd_batched, "snapshots", real)
+    monkeypatch.undo()
     got = ne.run_batched(problem, floor, cfg, plans(tmp_path), overlap=True)
     assert any(r.resumed_from > 0 for r in got)
     for a, b in zip(ref, got, strict=True):
